@@ -1,0 +1,3 @@
+"""Durable sagas as networkx DAGs over an event-sourced, hash-chained log."""
+
+__all__: list[str] = []
