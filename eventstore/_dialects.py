@@ -1,0 +1,88 @@
+"""What differs between SQLite and PostgreSQL: URLs, connection set-up, the write lock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ._errors import EventStoreError
+
+SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+# Any fixed 64-bit key: every writer of one PostgreSQL database takes this lock.
+_PG_WRITE_LOCK_KEY = 0x5A6A_E0E5
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: Literal["sqlite", "postgresql"]
+    in_memory: bool
+    """A SQLite ``:memory:`` database: one connection, every use serialised."""
+
+    async def lock_for_write(self, conn: AsyncConnection) -> None:
+        """Serialise writers, so global positions are assigned in commit order.
+
+        SQLite: the ``BEGIN IMMEDIATE`` of a write connection already holds the database's
+        write lock. PostgreSQL: a transaction-scoped advisory lock, released only after
+        the commit is visible, so a record at position N+1 is never visible before N.
+        """
+        if self.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_WRITE_LOCK_KEY}
+            )
+
+
+def normalise_url(url: str) -> URL:
+    """Accept plain ``sqlite://`` / ``postgresql://`` URLs and pick the async driver."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise EventStoreError(f"not a database URL: {url!r} ({exc})") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise EventStoreError(
+        f"unsupported store URL {url!r}: use sqlite:///PATH, sqlite:///:memory: or "
+        "postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def create_engine(
+    url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL", busy_timeout_ms: int = 30_000
+) -> tuple[AsyncEngine, Dialect]:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_async_engine(parsed, pool_size=5, max_overflow=10), Dialect(
+            "postgresql", in_memory=False
+        )
+    in_memory = parsed.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {}
+    if in_memory:
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = create_async_engine(parsed, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver: we emit BEGIN ourselves below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front, so the position they read stays theirs.
+        write = conn.get_execution_options().get("eventstore_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine, Dialect("sqlite", in_memory=in_memory)

@@ -1,0 +1,55 @@
+"""Errors raised by the event store.
+
+Tree::
+
+    EventStoreError
+    ├── ConcurrencyError        the stream's version is not the one the writer expected
+    ├── InvalidRecordError      bad input, refused before anything is written (ValueError)
+    ├── SchemaError             the database schema does not match the code
+    │   ├── SchemaTooNewError   written by a newer release; refused
+    │   └── SchemaOutdatedError older; upgrade with ``orchestrator migrate`` / ``migrate()``
+    ├── StoreClosedError        the store was closed
+    └── StorageError            the database failed (driver error attached as __cause__)
+"""
+
+from __future__ import annotations
+
+
+class EventStoreError(Exception):
+    """Base of every error the event store raises."""
+
+
+class ConcurrencyError(EventStoreError):
+    """An append's expected version did not match the stream's actual version."""
+
+    def __init__(self, stream_id: str, expected: int | str, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected}, actual version {actual}"
+        )
+
+
+class InvalidRecordError(EventStoreError, ValueError):
+    """An append was refused before anything was written, because its input is invalid."""
+
+
+class SchemaError(EventStoreError):
+    """The database schema is not the one this code knows."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The database was written by a newer release of the code."""
+
+
+class SchemaOutdatedError(SchemaError):
+    """The database schema is older than the code; it must be migrated explicitly."""
+
+
+class StoreClosedError(EventStoreError):
+    """The store has been closed."""
+
+
+class StorageError(EventStoreError):
+    """The database failed; nothing of the failed append was written."""

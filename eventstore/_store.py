@@ -1,0 +1,294 @@
+"""The event store: append, read, subscribe, verify, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ._dialects import SqliteSynchronous, create_engine
+from ._errors import StorageError, StoreClosedError
+from ._migrations import LATEST_VERSION, apply_migrations, check_version, schema_version
+from ._records import AppendResult, ExpectedVersion, NewRecord, Record
+from ._schema import records
+from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
+from ._verify import ChainVerifier, VerifyReport
+from ._writer import GroupCommitWriter, PendingAppend, WriterStats
+
+_COLUMNS = (
+    records.c.position,
+    records.c.stream_id,
+    records.c.version,
+    records.c.kind,
+    records.c.type,
+    records.c.data,
+    records.c.metadata,
+    records.c.recorded_at,
+    records.c.prev_hash,
+    records.c.hash,
+)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # integers beyond 64 bits: the standard library has them
+        return json.loads(text)
+
+
+def _records(rows: Sequence[Sequence[Any]]) -> list[Record]:
+    return [
+        Record(p, s, v, k, t, _loads(d), _loads(m), at, prev, h)
+        for (p, s, v, k, t, d, m, at, prev, h) in rows
+    ]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventStore:
+    """Immutable, SHA-256-chained streams of records.
+
+    Open one with ``await EventStore.open(url)`` and close it with ``await store.close()``
+    (or ``async with await EventStore.open(url) as store``). URLs: ``sqlite:///PATH``
+    (the embedded default), ``sqlite:///:memory:`` (tests), ``postgresql://…`` (scale).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        limits: Limits | None = None,
+        sqlite_synchronous: SqliteSynchronous = "FULL",
+        max_batch_records: int = 512,
+    ) -> None:
+        self.url = url
+        self.limits = limits or Limits()
+        self._clock = clock
+        self._engine, self._dialect = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+        # A :memory: database is one connection: every use of it takes turns.
+        self._gate: asyncio.Lock | None = asyncio.Lock() if self._dialect.in_memory else None
+        self._committed = asyncio.Event()
+        self._writer = GroupCommitWriter(
+            self._write_connection,
+            self._dialect.lock_for_write,
+            clock,
+            self._notify,
+            max_batch_records=max_batch_records,
+        )
+        self._closed = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = False, **options: Any) -> EventStore:
+        """Open the store at ``url``, creating its schema in a new database.
+
+        An existing database with an older schema is refused unless ``migrate=True``;
+        one with a newer schema is always refused.
+        """
+        store = cls(url, **options)
+        try:
+            await store._prepare_schema(migrate=migrate)
+        except BaseException:
+            await store._engine.dispose()
+            raise
+        store._writer.start()
+        return store
+
+    async def _prepare_schema(self, *, migrate: bool) -> None:
+        try:
+            async with self._write_connection() as conn, conn.begin():
+                await self._dialect.lock_for_write(conn)
+                found = await schema_version(conn)
+                if found is not None and not (migrate and found < LATEST_VERSION):
+                    check_version(found, url=self.url)
+                else:
+                    await apply_migrations(conn, self._dialect.name, self._clock)
+        except (OSError, DBAPIError) as exc:
+            raise StorageError(f"cannot open the event store at {self.url}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Write every append already accepted, then release the database."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        self._notify()
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        if self._gate is None:
+            async with self._engine.connect() as conn:
+                yield conn
+        else:
+            async with self._gate, self._engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
+        gate = self._gate or _NO_GATE
+        async with gate, self._engine.connect() as conn:
+            await conn.execution_options(eventstore_write=True)
+            yield conn
+
+    @property
+    def stats(self) -> WriterStats:
+        """What the writer has committed so far (appends, records, transactions)."""
+        return self._writer.stats
+
+    def _notify(self) -> None:
+        self._committed.set()
+        self._committed = asyncio.Event()
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def append(
+        self, stream_id: str, records: Sequence[NewRecord], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        """Append ``records`` to ``stream_id`` atomically, if its version is as expected.
+
+        ``expected_version``: ``"any"``, ``"no_stream"`` (or ``0``), or the exact version of
+        the stream's last record. Raises ``ConcurrencyError`` when it does not match and
+        ``InvalidRecordError`` for bad input; in both cases nothing is written.
+        """
+        check_stream_id(stream_id, self.limits)
+        expected = check_expected_version(expected_version)
+        prepared = prepare_records(stream_id, records, self.limits)
+        loop = asyncio.get_running_loop()
+        pending = PendingAppend(
+            stream_id,
+            json.dumps(stream_id, ensure_ascii=False),
+            prepared,
+            expected,
+            loop.create_future(),
+        )
+        return await self._writer.submit(pending)
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[Record]:
+        """The records of ``stream_id`` from ``from_version`` on, in version order."""
+        query = (
+            select(*_COLUMNS)
+            .where(records.c.stream_id == stream_id, records.c.version >= from_version)
+            .order_by(records.c.version)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._connection() as conn:
+            result = await conn.execute(query)
+            return _records(result.all())
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
+        """Records of every stream with a position after ``after_position``, in commit order."""
+        query = (
+            select(*_COLUMNS)
+            .where(records.c.position > after_position)
+            .order_by(records.c.position)
+            .limit(limit)
+        )
+        async with self._connection() as conn:
+            result = await conn.execute(query)
+            return _records(result.all())
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The version of the stream's last record; 0 when the stream does not exist."""
+        async with self._connection() as conn:
+            found = await conn.execute(
+                select(func.max(records.c.version)).where(records.c.stream_id == stream_id)
+            )
+            return int(found.scalar_one() or 0)
+
+    async def last_position(self) -> int:
+        async with self._connection() as conn:
+            found = await conn.execute(select(func.max(records.c.position)))
+            return int(found.scalar_one() or 0)
+
+    async def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int]]:
+        """(stream_id, version) of the streams whose id starts with ``prefix``."""
+        query = (
+            select(records.c.stream_id, func.max(records.c.version))
+            .group_by(records.c.stream_id)
+            .order_by(records.c.stream_id)
+            .limit(limit)
+        )
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(records.c.stream_id.like(escaped + "%", escape="\\"))
+        async with self._connection() as conn:
+            return [(row[0], int(row[1])) for row in await conn.execute(query)]
+
+    async def subscribe(
+        self, after_position: int = 0, *, batch_size: int = 500, poll_interval: float = 0.25
+    ) -> AsyncIterator[Record]:
+        """Every record after ``after_position``: first the history, then live, forever.
+
+        Resuming from the position of the last record handled gives no gap and no
+        duplicate. Appends by this store wake it at once; other processes' appends are
+        seen within ``poll_interval`` seconds.
+        """
+        position = after_position
+        while True:
+            committed = self._committed
+            page = await self.read_all(position, batch_size)
+            for record in page:
+                yield record
+                position = record.position
+            if len(page) < batch_size:
+                if self._closed:
+                    return
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(committed.wait(), poll_interval)
+
+    # -- verifying --------------------------------------------------------------------
+
+    async def verify(self, stream_id: str | None = None, *, page_size: int = 2000) -> VerifyReport:
+        """Recompute the hash chain of one stream, or of the whole store in commit order."""
+        verifier = ChainVerifier()
+        if stream_id is not None:
+            for record in await self.read_stream(stream_id):
+                if not verifier.feed(record):
+                    break
+            return verifier.report()
+        position = 0
+        while True:
+            page = await self.read_all(position, page_size)
+            for record in page:
+                if not verifier.feed(record):
+                    return verifier.report()
+            if len(page) < page_size:
+                return verifier.report()
+            position = page[-1].position
+
+
+class _NoGate:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_GATE = _NoGate()

@@ -1,0 +1,322 @@
+"""Group commit: one writer task turns many concurrent appends into few transactions.
+
+Each append keeps its own atomicity and expected-version check: the writer decides every
+append of a batch against the stream heads as the batch has left them, so a rejected
+append never reaches the database and an accepted one is written whole or not at all.
+Stream heads are cached in memory; ``UNIQUE(stream_id, version)`` is the backstop for a
+cache made stale by another process, in which case the batch is rolled back and each
+append is retried alone against heads read inside the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ._canonical import body_json, chain_hash, genesis_hash
+from ._errors import ConcurrencyError, EventStoreError, StorageError, StoreClosedError
+from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion
+from ._schema import records
+from ._validation import PreparedRecord
+
+logger = logging.getLogger("eventstore")
+
+Head = tuple[int, str]
+"""A stream's last version and hash."""
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters of the writer's work, to see group commit at work."""
+
+    appends: int = 0
+    """Appends committed."""
+    records: int = 0
+    """Records committed."""
+    transactions: int = 0
+    """Write transactions committed (one per batch, plus retries)."""
+    rejected: int = 0
+    """Appends refused with a ConcurrencyError."""
+
+
+@dataclass(slots=True)
+class PendingAppend:
+    stream_id: str
+    stream_id_json: str
+    records: list[PreparedRecord]
+    expected: ExpectedVersion
+    future: asyncio.Future[AppendResult]
+
+
+def _format_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _expected_matches(expected: ExpectedVersion, actual: int) -> bool:
+    if expected == ANY:
+        return True
+    if expected == NO_STREAM:
+        return actual == 0
+    return expected == actual
+
+
+async def read_heads(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, Head]:
+    """The last version and hash of each stream that exists."""
+    wanted = list(stream_ids)
+    heads: dict[str, Head] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        latest = (
+            select(records.c.stream_id, func.max(records.c.version).label("version"))
+            .where(records.c.stream_id.in_(chunk))
+            .group_by(records.c.stream_id)
+            .subquery()
+        )
+        query = select(records.c.stream_id, records.c.version, records.c.hash).join(
+            latest,
+            and_(records.c.stream_id == latest.c.stream_id, records.c.version == latest.c.version),
+        )
+        for stream_id, version, hash_ in await conn.execute(query):
+            heads[stream_id] = (int(version), str(hash_))
+    return heads
+
+
+class GroupCommitWriter:
+    """The single writer of one store."""
+
+    def __init__(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        lock_for_write: Callable[[AsyncConnection], Awaitable[None]],
+        clock: Callable[[], datetime],
+        on_commit: Callable[[], None],
+        *,
+        max_batch_records: int = 512,
+        max_cached_heads: int = 100_000,
+    ) -> None:
+        self._connect = connect
+        self._lock_for_write = lock_for_write
+        self._clock = clock
+        self._on_commit = on_commit
+        self._max_batch = max_batch_records
+        self._max_cached = max_cached_heads
+        self._queue: deque[PendingAppend] = deque()
+        self._wake = asyncio.Event()
+        self._heads: dict[str, Head] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stats = WriterStats()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="eventstore-writer")
+
+    async def submit(self, pending: PendingAppend) -> AppendResult:
+        if self._closing or self._task is None or self._task.done():
+            raise StoreClosedError("the event store is closed")
+        self._queue.append(pending)
+        self._wake.set()
+        return await pending.future
+
+    async def close(self) -> None:
+        """Write everything already accepted, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[PendingAppend] = []
+            count = 0
+            while self._queue and (
+                not batch or count + len(self._queue[0].records) <= self._max_batch
+            ):
+                pending = self._queue.popleft()
+                if pending.future.cancelled():
+                    continue
+                batch.append(pending)
+                count += len(pending.records)
+            if batch:
+                await self._commit(batch)
+            # Let appenders woken by this batch queue again before the next one is cut.
+            await asyncio.sleep(0)
+
+    async def _commit(self, batch: list[PendingAppend]) -> None:
+        try:
+            outcomes = await self._write(batch, trust_cache=True)
+        except IntegrityError:
+            # Another process wrote to one of these streams: our cached heads are stale.
+            logger.info(
+                "stale stream heads in a batch of %d appends; retrying each alone", len(batch)
+            )
+            for pending in batch:
+                self._heads.pop(pending.stream_id, None)
+            for pending in batch:
+                await self._commit_alone(pending)
+            return
+        except Exception as exc:  # the database failed: nothing of the batch was written
+            self._fail(batch, exc)
+            return
+        self._settle(batch, outcomes)
+
+    async def _commit_alone(self, pending: PendingAppend) -> None:
+        for _ in range(3):
+            try:
+                outcomes = await self._write([pending], trust_cache=False)
+            except IntegrityError:
+                self._heads.pop(pending.stream_id, None)
+                continue
+            except Exception as exc:
+                self._fail([pending], exc)
+                return
+            self._settle([pending], outcomes)
+            return
+        self._fail(
+            [pending],
+            StorageError(f"append to {pending.stream_id!r} kept colliding with other writers"),
+        )
+
+    def _fail(self, batch: list[PendingAppend], exc: Exception) -> None:
+        error: Exception = exc
+        if not isinstance(exc, EventStoreError):
+            error = StorageError(f"append failed in the database: {exc}")
+            error.__cause__ = exc
+            logger.error("event store batch of %d appends failed: %s", len(batch), exc)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    def _settle(
+        self, batch: list[PendingAppend], outcomes: list[AppendResult | ConcurrencyError]
+    ) -> None:
+        self.stats.transactions += 1
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, AppendResult):
+                self._remember(pending.stream_id, (outcome.last_version, outcome.last_hash))
+                self.stats.appends += 1
+                self.stats.records += outcome.last_version - outcome.first_version + 1
+            else:
+                self.stats.rejected += 1
+        self._on_commit()
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, AppendResult):
+                pending.future.set_result(outcome)
+            else:
+                pending.future.set_exception(outcome)
+
+    def _remember(self, stream_id: str, head: Head) -> None:
+        self._heads.pop(stream_id, None)
+        self._heads[stream_id] = head
+        if len(self._heads) > self._max_cached:
+            self._heads.pop(next(iter(self._heads)))
+
+    async def _write(
+        self, batch: list[PendingAppend], *, trust_cache: bool
+    ) -> list[AppendResult | ConcurrencyError]:
+        async with self._connect() as conn, conn.begin():
+            await self._lock_for_write(conn)
+            position = int(
+                (
+                    await conn.execute(select(func.coalesce(func.max(records.c.position), 0)))
+                ).scalar_one()
+            )
+            base: dict[str, Head] = {}
+            verified: set[str] = set()
+            lookup: set[str] = set()
+            for pending in batch:
+                sid = pending.stream_id
+                if trust_cache and sid in self._heads:
+                    base[sid] = self._heads[sid]
+                elif trust_cache and pending.expected in (NO_STREAM, 0):
+                    base[sid] = (0, genesis_hash(sid))  # a new stream: the backstop guards
+                else:
+                    lookup.add(sid)
+            for _ in range(2):
+                if lookup:
+                    found = await read_heads(conn, lookup)
+                    for sid in lookup:
+                        base[sid] = found.get(sid, (0, genesis_hash(sid)))
+                    verified |= lookup
+                stale, rows, outcomes = self._plan(batch, base, verified, position)
+                if not stale:
+                    break
+                lookup = stale
+            if rows:
+                await conn.execute(records.insert(), rows)
+        return outcomes
+
+    def _plan(
+        self,
+        batch: list[PendingAppend],
+        base: dict[str, Head],
+        verified: set[str],
+        position: int,
+    ) -> tuple[set[str], list[dict[str, object]], list[AppendResult | ConcurrencyError]]:
+        """Decide every append of the batch in order; pure but for reading the clock."""
+        heads = dict(base)
+        touched: set[str] = set()
+        stale: set[str] = set()
+        rows: list[dict[str, object]] = []
+        outcomes: list[AppendResult | ConcurrencyError] = []
+        recorded_at = _format_time(self._clock())
+        for pending in batch:
+            sid = pending.stream_id
+            version, prev_hash = heads[sid]
+            if not _expected_matches(pending.expected, version):
+                if sid not in touched and sid not in verified:
+                    stale.add(sid)  # the cached head may be behind: read it and decide again
+                outcomes.append(ConcurrencyError(sid, pending.expected, version))
+                continue
+            first_version, first_position = version + 1, position + 1
+            for record in pending.records:
+                version += 1
+                position += 1
+                body = body_json(
+                    data_json=record.data_json,
+                    kind_json=record.kind_json,
+                    metadata_json=record.metadata_json,
+                    prev_hash=prev_hash,
+                    recorded_at=recorded_at,
+                    stream_id_json=pending.stream_id_json,
+                    type_json=record.type_json,
+                    version=version,
+                )
+                hash_ = chain_hash(prev_hash, body)
+                rows.append(
+                    {
+                        "position": position,
+                        "stream_id": sid,
+                        "version": version,
+                        "kind": record.kind,
+                        "type": record.type,
+                        "data": record.data_json,
+                        "metadata": record.metadata_json,
+                        "recorded_at": recorded_at,
+                        "prev_hash": prev_hash,
+                        "hash": hash_,
+                    }
+                )
+                prev_hash = hash_
+            heads[sid] = (version, prev_hash)
+            touched.add(sid)
+            outcomes.append(
+                AppendResult(sid, first_version, version, first_position, position, prev_hash)
+            )
+        return stale, rows, outcomes
