@@ -1,0 +1,54 @@
+"""brokers: the transport of the saga engine.
+
+At-least-once messaging with consumer groups, retries with backoff, a dead-letter
+queue, TTLs and provenance hashes, over an in-process broker (the embedded default)
+or Redis Streams. See ``docs/brokers.md``.
+"""
+
+from brokers._base import Broker
+from brokers._circuit import CircuitBreaker, CircuitBreakerPolicy, CircuitState
+from brokers._config import MessagingConfig, RedisConfig
+from brokers._errors import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerNotConnectedError,
+    CircuitOpenError,
+    ConfigError,
+    DeadLetterError,
+    MessageTooLargeError,
+    MessageValidationError,
+)
+from brokers._memory import InMemoryBroker
+from brokers._message import DeadLetterMessage, Delivery, Headers, Message
+from brokers._options import ConsumerOptions
+from brokers._patterns import PubSubPattern, RequestReplyPattern, WorkQueuePattern
+from brokers._redis import RedisStreamsBroker
+from brokers._retry import RetryPolicy
+
+__all__ = [
+    "Broker",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerNotConnectedError",
+    "CircuitBreaker",
+    "CircuitBreakerPolicy",
+    "CircuitOpenError",
+    "CircuitState",
+    "ConfigError",
+    "ConsumerOptions",
+    "DeadLetterError",
+    "DeadLetterMessage",
+    "Delivery",
+    "Headers",
+    "InMemoryBroker",
+    "Message",
+    "MessageTooLargeError",
+    "MessageValidationError",
+    "MessagingConfig",
+    "PubSubPattern",
+    "RedisConfig",
+    "RedisStreamsBroker",
+    "RequestReplyPattern",
+    "RetryPolicy",
+    "WorkQueuePattern",
+]

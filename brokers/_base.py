@@ -1,0 +1,463 @@
+"""The ``Broker`` port: every behaviour brokers share lives here, once.
+
+A concrete broker implements a handful of storage primitives (append, fetch, ack,
+retry-later, dead-letter, …). Validation, size and TTL limits, provenance checks,
+the retry/backoff decision, the dead-letter record, reconnect backoff and metrics are
+all decided here, so the in-memory and Redis brokers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Self
+
+from brokers._circuit import CircuitBreakerPolicy
+from brokers._errors import (
+    BrokerConnectionError,
+    BrokerNotConnectedError,
+    DeadLetterError,
+    MessageTooLargeError,
+    MessageValidationError,
+)
+from brokers._message import (
+    DeadLetterMessage,
+    Delivery,
+    Headers,
+    JSONObject,
+    MalformedMessage,
+    Message,
+    coerce_headers,
+    decode_message,
+    provenance_hash,
+    validate_payload,
+)
+from brokers._metrics import BrokerMetrics
+from brokers._options import ConsumerOptions
+from brokers._retry import RetryPolicy
+
+logger = logging.getLogger("brokers")
+
+DAY = 86_400.0
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+HeadersArg = Headers | Mapping[str, Any] | None
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Broker(ABC):
+    """Abstract message broker with at-least-once, consumer-group semantics."""
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        message_ttl_days: float | None = 7,
+        dlq_ttl_days: float = 30,
+        max_stream_length: int = 100_000,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        consumer_options: ConsumerOptions | None = None,
+        circuit: CircuitBreakerPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        policy = retry or RetryPolicy()
+        if max_retries is not None:
+            policy = replace(policy, max_retries=max_retries)
+        if max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be > 0, got {max_message_bytes}")
+        if max_stream_length <= 0:
+            raise ValueError(f"max_stream_length must be > 0, got {max_stream_length}")
+        self.retry_policy = policy
+        self.consumer_options = consumer_options or ConsumerOptions()
+        self.circuit_policy = circuit or CircuitBreakerPolicy()
+        self.max_message_bytes = max_message_bytes
+        self.message_ttl = None if message_ttl_days is None else message_ttl_days * DAY
+        self.dlq_ttl = dlq_ttl_days * DAY
+        self.max_stream_length = max_stream_length
+        self.metrics = BrokerMetrics()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._connected = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        """Open the connection (idempotent)."""
+        if not self._connected:
+            await self._connect()
+            self._connected = True
+            self.metrics = BrokerMetrics()
+
+    async def disconnect(self) -> None:
+        """Close the connection (idempotent). Un-acknowledged messages stay pending."""
+        if self._connected:
+            self._connected = False
+            await self._disconnect()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise BrokerNotConnectedError(
+                f"{type(self).__name__} is not connected: call connect() or use 'async with'"
+            )
+
+    # -- publishing ----------------------------------------------------------------
+
+    def build_message(
+        self,
+        topic: str,
+        payload: JSONObject,
+        *,
+        headers: HeadersArg = None,
+        ttl: float | None = None,
+        priority: int = 0,
+        message_id: str | None = None,
+    ) -> tuple[Message, bytes]:
+        """Validate and encode one message; raises before anything is sent."""
+        if not topic or type(topic) is not str:
+            raise MessageValidationError(f"topic must be a non-empty string, got {topic!r}")
+        body = validate_payload(topic, payload)
+        parsed = coerce_headers(headers)
+        if ttl is not None and ttl <= 0:
+            raise MessageValidationError(f"ttl for topic {topic!r} must be > 0, got {ttl}")
+        if type(priority) is not int:
+            raise MessageValidationError(f"priority must be an int, got {priority!r}")
+        now = self._clock()
+        lifetime = ttl if ttl is not None else self.message_ttl
+        message = Message(
+            id=message_id or uuid.uuid4().hex,
+            topic=topic,
+            payload=body,
+            headers=parsed,
+            created_at=now,
+            expires_at=None if lifetime is None else now + lifetime,
+            retry_count=0,
+            priority=priority,
+            provenance_hash=provenance_hash(body, parsed.to_dict()),
+        )
+        data = message.encode()
+        if len(data) > self.max_message_bytes:
+            raise MessageTooLargeError(topic, len(data), self.max_message_bytes)
+        return message, data
+
+    async def publish(
+        self,
+        topic: str,
+        payload: JSONObject,
+        *,
+        headers: HeadersArg = None,
+        ttl: float | None = None,
+        priority: int = 0,
+        message_id: str | None = None,
+    ) -> str:
+        """Publish one message; returns its id once the broker has stored it."""
+        self._require_connected()
+        message, data = self.build_message(
+            topic, payload, headers=headers, ttl=ttl, priority=priority, message_id=message_id
+        )
+        await self._append(topic, (data,))
+        self.metrics.on_publish()
+        return message.id
+
+    async def publish_batch(
+        self,
+        topic: str,
+        payloads: Iterable[JSONObject],
+        *,
+        headers: HeadersArg = None,
+        ttl: float | None = None,
+        priority: int = 0,
+    ) -> list[str]:
+        """Publish many messages in one round trip; all are validated before any is sent."""
+        self._require_connected()
+        ids: list[str] = []
+        datas: list[bytes] = []
+        for payload in payloads:
+            message, data = self.build_message(
+                topic, payload, headers=headers, ttl=ttl, priority=priority
+            )
+            ids.append(message.id)
+            datas.append(data)
+        if datas:
+            await self._append(topic, datas)
+            self.metrics.on_publish(len(datas))
+        return ids
+
+    # -- consuming -----------------------------------------------------------------
+
+    async def consume(
+        self,
+        topic: str,
+        group: str,
+        *,
+        consumer: str | None = None,
+        batch_size: int = 10,
+    ) -> AsyncIterator[Message]:
+        """Yield messages for ``group`` forever; acknowledge or nack each one.
+
+        Cancelling the task that iterates ends the loop; messages it had not
+        acknowledged are redelivered to the group after the visibility timeout.
+        A connection loss is retried with backoff, without ending the loop.
+        """
+        self._require_connected()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        name = consumer or default_consumer_name()
+        policy = self.circuit_policy
+        wait = policy.reconnect_base_delay
+        while True:
+            try:
+                entries = await self._fetch(topic, group, name, batch_size)
+                ready = [
+                    message
+                    for delivery, raw in entries
+                    if (message := await self._admit(topic, delivery, raw)) is not None
+                ]
+            except BrokerConnectionError as exc:
+                if not self._connected:
+                    raise
+                logger.warning(
+                    "consumer %s of %s/%s lost the broker (%s); retrying in %.2fs",
+                    name,
+                    topic,
+                    group,
+                    exc,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, policy.reconnect_max_delay)
+                continue
+            wait = policy.reconnect_base_delay
+            for message in ready:
+                yield message
+
+    async def _admit(self, topic: str, delivery: Delivery, raw: bytes | None) -> Message | None:
+        """Decode and check one entry; anything undeliverable goes to the DLQ here."""
+        try:
+            message = decode_message(raw, topic, delivery)
+        except MalformedMessage as exc:
+            text = None if raw is None else raw[:4096].decode("utf-8", "replace")
+            await self._dead_letter_entry(
+                topic, delivery, _placeholder(topic), f"malformed: {exc}", raw=text or ""
+            )
+            return None
+        if not message.verify():
+            await self._dead_letter_entry(
+                topic, delivery, message, "provenance hash mismatch: payload or headers altered"
+            )
+            return None
+        now = self._clock()
+        if message.is_expired(now):
+            await self._dead_letter_entry(topic, delivery, message, "expired")
+            return None
+        self.metrics.on_consume(now - message.created_at if message.retry_count == 0 else -1.0)
+        return message
+
+    async def _dead_letter_entry(
+        self,
+        topic: str,
+        delivery: Delivery,
+        message: Message,
+        reason: str,
+        raw: str | None = None,
+    ) -> None:
+        record = DeadLetterMessage(
+            original_message=replace(message, delivery=None),
+            failure_reason=reason,
+            failed_at=self._clock(),
+            consumer_group=delivery.group,
+            consumer=delivery.consumer,
+            raw=raw,
+        )
+        await self._dead_letter(topic, delivery, record.encode())
+        self.metrics.dead_lettered += 1
+        logger.warning(
+            "dead-lettered message %s on %s/%s: %s",
+            message.id,
+            topic,
+            delivery.group,
+            reason,
+        )
+
+    @staticmethod
+    def _delivery_of(message: Message) -> Delivery:
+        if message.delivery is None:
+            raise ValueError(
+                f"message {message.id} on {message.topic!r} was not received from consume(); "
+                "only delivered messages can be acknowledged or nacked"
+            )
+        return message.delivery
+
+    async def acknowledge(self, message: Message) -> None:
+        """Mark a delivered message done for its group."""
+        self._require_connected()
+        await self._ack(message.topic, self._delivery_of(message))
+        self.metrics.acknowledged += 1
+
+    async def nack(self, message: Message, reason: str, requeue: bool = True) -> None:
+        """Give a delivered message back: retried after a backoff while
+        ``retry_count < max_retries`` (and ``requeue``), else dead-lettered with ``reason``.
+        """
+        self._require_connected()
+        delivery = self._delivery_of(message)
+        self.metrics.failed += 1
+        if requeue and message.retry_count < self.retry_policy.max_retries:
+            attempt = message.retry_count + 1
+            delay = self.retry_policy.delay(attempt, self._rng)
+            again = replace(message, retry_count=attempt, delivery=None)
+            await self._retry_later(message.topic, delivery, again.encode(), delay)
+            self.metrics.retried += 1
+            return
+        await self._dead_letter_entry(message.topic, delivery, message, reason)
+
+    # -- dead letters, lag, health -------------------------------------------------
+
+    async def get_dead_letter_messages(
+        self, topic: str, limit: int = 100
+    ) -> list[DeadLetterMessage]:
+        """The oldest ``limit`` dead letters of ``topic``, every group's."""
+        self._require_connected()
+        rows = await self._read_dead_letters(topic, limit)
+        return [DeadLetterMessage.decode(data, topic, dlq_id) for dlq_id, data in rows]
+
+    async def reprocess_dead_letter_message(self, dlq_message: DeadLetterMessage) -> str:
+        """Re-deliver a dead letter to the group that gave up on it, with its retry count
+        reset and a fresh TTL window; removes it from the DLQ. Returns the message id."""
+        self._require_connected()
+        if not dlq_message.reprocessable:
+            raise DeadLetterError(
+                f"dead letter {dlq_message.dlq_id} on {dlq_message.original_message.topic!r} "
+                "is a malformed entry and cannot be reprocessed"
+            )
+        if not dlq_message.dlq_id:
+            raise DeadLetterError(
+                "dead letter has no dlq_id: read it with get_dead_letter_messages"
+            )
+        original = dlq_message.original_message
+        expires_at = original.expires_at
+        if expires_at is not None:
+            expires_at = self._clock() + max(expires_at - original.created_at, 0.0)
+        again = replace(original, retry_count=0, expires_at=expires_at, delivery=None)
+        await self._reprocess(
+            original.topic, dlq_message.consumer_group, dlq_message.dlq_id, again.encode()
+        )
+        return again.id
+
+    async def get_consumer_lag(self, topic: str, group: str) -> int:
+        """Messages the group has still to finish: undelivered + un-acknowledged +
+        waiting for a retry."""
+        self._require_connected()
+        return await self._lag(topic, group)
+
+    async def health_check(self) -> dict[str, Any]:
+        """``status`` (healthy / unhealthy), ``latency_ms`` of a ping, ``uptime_seconds``."""
+        started = time.perf_counter()
+        status, error = "healthy", None
+        try:
+            self._require_connected()
+            await self._ping()
+        except Exception as exc:  # a health check reports, it does not raise
+            status, error = "unhealthy", f"{type(exc).__name__}: {exc}"
+        result: dict[str, Any] = {
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+            "uptime_seconds": round(self.metrics.uptime(), 3) if self._connected else 0.0,
+            "broker": type(self).__name__,
+        }
+        result.update(self._health_extra())
+        if error is not None:
+            result["error"] = error
+        return result
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Counters since ``connect()``: published, consumed, failed, throughput, latency."""
+        return self.metrics.snapshot()
+
+    def _health_extra(self) -> dict[str, Any]:
+        return {}
+
+    # -- storage primitives --------------------------------------------------------
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    @abstractmethod
+    async def _ping(self) -> None: ...
+
+    @abstractmethod
+    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
+        """Store encoded messages at the end of the topic, in order."""
+
+    @abstractmethod
+    async def _fetch(
+        self, topic: str, group: str, consumer: str, count: int
+    ) -> Sequence[tuple[Delivery, bytes | None]]:
+        """Up to ``count`` entries for the group (reclaimed, due retries, then new),
+        waiting at most the block time; an empty result is fine."""
+
+    @abstractmethod
+    async def _ack(self, topic: str, delivery: Delivery) -> None: ...
+
+    @abstractmethod
+    async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
+        """Atomically acknowledge the entry and re-deliver ``data`` to the same group
+        after ``delay`` seconds, without blocking any consumer."""
+
+    @abstractmethod
+    async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
+        """Atomically acknowledge the entry and append ``record`` to the topic's DLQ."""
+
+    @abstractmethod
+    async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]: ...
+
+    @abstractmethod
+    async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
+        """Atomically re-deliver ``data`` to ``group`` and remove the DLQ record."""
+
+    @abstractmethod
+    async def _lag(self, topic: str, group: str) -> int: ...
+
+
+def _placeholder(topic: str) -> Message:
+    return Message(
+        id="malformed",
+        topic=topic,
+        payload={},
+        headers=Headers(),
+        created_at=0.0,
+        expires_at=None,
+        retry_count=0,
+        priority=0,
+        provenance_hash="",
+    )

@@ -1,0 +1,153 @@
+"""Messaging configuration (pydantic-settings).
+
+Precedence, lowest to highest: built-in defaults → the YAML file → ``GREENLANG_*``
+environment variables (nested keys with one ``_``: ``GREENLANG_REDIS_PORT`` sets
+``redis.port``, ``GREENLANG_REDIS_MAX_CONNECTIONS`` sets ``redis.max_connections``).
+Command-line flags, when a CLI adds them, go on top by passing overrides to the
+constructor of a subclass; they are not read here.
+
+Unknown keys are rejected, so a typo is an error naming the key, not a silent default.
+A ``kafka:`` section and ``broker_type: kafka`` join when the Kafka broker does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from brokers._base import DEFAULT_MAX_MESSAGE_BYTES, Broker
+from brokers._errors import ConfigError
+
+
+class RedisConfig(BaseModel):
+    """The ``redis:`` section; ``to_dict()`` is ``RedisStreamsBroker``'s keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 6379
+    password: SecretStr | None = None
+    db: Annotated[int, Field(ge=0)] = 0
+    ssl: bool = False
+    max_connections: Annotated[int, Field(ge=1)] = 50
+    max_stream_length: Annotated[int, Field(ge=1)] = 100_000
+    message_ttl_days: Annotated[float, Field(gt=0)] = 7
+    dlq_ttl_days: Annotated[float, Field(gt=0)] = 30
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    max_message_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_MESSAGE_BYTES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Keyword arguments for ``RedisStreamsBroker(**config.redis.to_dict())``."""
+        out: dict[str, Any] = {
+            "max_connections": self.max_connections,
+            "max_stream_length": self.max_stream_length,
+            "message_ttl_days": self.message_ttl_days,
+            "dlq_ttl_days": self.dlq_ttl_days,
+            "max_retries": self.max_retries,
+            "max_message_bytes": self.max_message_bytes,
+        }
+        if self.url is not None:
+            out["redis_url"] = self.url
+        else:
+            out.update(
+                host=self.host,
+                port=self.port,
+                password=None if self.password is None else self.password.get_secret_value(),
+                db=self.db,
+                ssl=self.ssl,
+            )
+        return out
+
+
+class MessagingConfig(BaseSettings):
+    """The whole messaging configuration (the seed's YAML keys)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GREENLANG_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+    )
+
+    broker_type: Literal["memory", "redis"] = "memory"
+    redis: RedisConfig = RedisConfig()
+    metrics_enabled: bool = True
+    circuit_breaker_enabled: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file's values (passed in as init kwargs).
+        return (env_settings, init_settings)
+
+    @classmethod
+    def load(cls, values: dict[str, Any] | None = None, *, source: str = "defaults") -> Any:
+        try:
+            return cls(**(values or {}))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, source)) from exc
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MessagingConfig:
+        """Defaults, then the YAML file, then ``GREENLANG_*`` environment variables."""
+        file = Path(path)
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read messaging config {file}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"messaging config {file} is not valid YAML: {exc}") from exc
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"messaging config {file} must be a mapping of keys")
+        config: MessagingConfig = cls.load(data, source=f"{file} / GREENLANG_* environment")
+        return config
+
+    @classmethod
+    def from_env(cls) -> MessagingConfig:
+        """Defaults, then ``GREENLANG_*`` environment variables."""
+        config: MessagingConfig = cls.load(source="GREENLANG_* environment")
+        return config
+
+    def create_broker(self, **overrides: Any) -> Broker:
+        """The broker ``broker_type`` names, configured from this object."""
+        if self.broker_type == "redis":
+            from brokers._redis import RedisStreamsBroker
+
+            return RedisStreamsBroker(**{**self.redis.to_dict(), **overrides})
+        from brokers._memory import InMemoryBroker
+
+        options = self.redis.to_dict()
+        return InMemoryBroker(
+            **{
+                "max_stream_length": options["max_stream_length"],
+                "message_ttl_days": options["message_ttl_days"],
+                "dlq_ttl_days": options["dlq_ttl_days"],
+                "max_retries": options["max_retries"],
+                **overrides,
+            }
+        )
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        given = error.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  {key}: {error['msg']}{shown}")
+    return f"invalid messaging configuration from {source}:\n" + "\n".join(lines)

@@ -1,0 +1,224 @@
+"""The embedded default broker: one process, the same semantics as the Redis one.
+
+Per topic an append-only log (a list with a moving base offset, trimmed in chunks);
+per group a cursor, an ordered pending table (delivery order = visibility-deadline
+order, so reclaiming looks only at its head) and a ready queue for due retries.
+Every operation is O(1) per message; waiting consumers sleep on futures that a
+publish, a due retry or their own deadline wakes: nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import Any
+
+from brokers._base import Broker
+from brokers._message import Delivery
+
+_MAIN = "log"
+
+
+class _Pending:
+    __slots__ = ("consumer", "data", "deadline")
+
+    def __init__(self, data: bytes | None, consumer: str, deadline: float) -> None:
+        self.data = data
+        self.consumer = consumer
+        self.deadline = deadline
+
+
+class _Group:
+    __slots__ = ("cursor", "next_token", "pending", "ready", "scheduled")
+
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor
+        self.pending: OrderedDict[str, _Pending] = OrderedDict()
+        self.ready: deque[bytes] = deque()
+        self.scheduled = 0
+        self.next_token = 0
+
+
+class _Topic:
+    __slots__ = ("base", "dlq", "dlq_seq", "groups", "log", "waiters")
+
+    def __init__(self) -> None:
+        self.log: list[bytes | None] = []
+        self.base = 0  # absolute sequence number of log[0]
+        self.groups: dict[str, _Group] = {}
+        self.waiters: list[asyncio.Future[None]] = []
+        self.dlq: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.dlq_seq = 0
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
+def _wake_one(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class InMemoryBroker(Broker):
+    """In-process broker. Constructor options: see :class:`Broker` (``max_retries``,
+    ``retry``, ``consumer_options``, ``max_message_bytes``, ``message_ttl_days``,
+    ``dlq_ttl_days``, ``max_stream_length``, ``clock``)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._topics: dict[str, _Topic] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic()
+        return topic
+
+    def _group(self, topic: _Topic, name: str) -> _Group:
+        group = topic.groups.get(name)
+        if group is None:
+            # Like XGROUP CREATE … 0: a new group sees everything still retained.
+            group = topic.groups[name] = _Group(topic.base)
+        return group
+
+    async def _connect(self) -> None:
+        return None
+
+    async def _disconnect(self) -> None:
+        return None
+
+    async def _ping(self) -> None:
+        return None
+
+    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
+        state = self._topic(topic)
+        state.log.extend(datas)
+        excess = len(state.log) - self.max_stream_length
+        # Trim in chunks (like MAXLEN ~) so the cost stays O(1) amortised.
+        if excess > max(1024, self.max_stream_length // 4):
+            del state.log[:excess]
+            state.base += excess
+            for group in state.groups.values():
+                group.cursor = max(group.cursor, state.base)
+        if state.waiters:
+            state.wake()
+
+    async def _fetch(
+        self, topic: str, group: str, consumer: str, count: int
+    ) -> Sequence[tuple[Delivery, bytes | None]]:
+        state = self._topic(topic)
+        grp = self._group(state, group)
+        out = self._take(state, grp, group, consumer, count)
+        if out:
+            return out
+        loop = asyncio.get_running_loop()
+        timeout = self.consumer_options.block_time
+        if grp.pending:
+            head = next(iter(grp.pending.values()))
+            timeout = min(timeout, max(head.deadline - time.monotonic(), 0.0))
+        fut: asyncio.Future[None] = loop.create_future()
+        state.waiters.append(fut)
+        timer = loop.call_later(timeout, _wake_one, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+        return self._take(state, grp, group, consumer, count)
+
+    def _take(
+        self, state: _Topic, grp: _Group, group: str, consumer: str, count: int
+    ) -> list[tuple[Delivery, bytes | None]]:
+        out: list[tuple[Delivery, bytes | None]] = []
+        now = time.monotonic()
+        deadline = now + self.consumer_options.visibility_timeout
+        pending = grp.pending
+        # 1. Entries whose consumer never acknowledged them in time (crashed or slow).
+        while pending and len(out) < count:
+            token, entry = next(iter(pending.items()))
+            if entry.deadline > now:
+                break
+            pending.move_to_end(token)
+            entry.consumer = consumer
+            entry.deadline = deadline
+            out.append((Delivery(group, consumer, _MAIN, token), entry.data))
+        # 2. Due retries and reprocessed dead letters, then 3. new entries.
+        ready = grp.ready
+        log = state.log
+        end = state.base + len(log)
+        while len(out) < count:
+            if ready:
+                data: bytes | None = ready.popleft()
+            elif grp.cursor < end:
+                data = log[grp.cursor - state.base]
+                grp.cursor += 1
+            else:
+                break
+            token = str(grp.next_token)
+            grp.next_token += 1
+            pending[token] = _Pending(data, consumer, deadline)
+            out.append((Delivery(group, consumer, _MAIN, token), data))
+        return out
+
+    def _pending_group(self, topic: str, delivery: Delivery) -> _Group:
+        return self._group(self._topic(topic), delivery.group)
+
+    async def _ack(self, topic: str, delivery: Delivery) -> None:
+        self._pending_group(topic, delivery).pending.pop(delivery.entry_id, None)
+
+    async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
+        grp = self._pending_group(topic, delivery)
+        if grp.pending.pop(delivery.entry_id, None) is None:
+            return  # already acknowledged or handed to someone else
+        grp.scheduled += 1
+        handle: asyncio.TimerHandle | None = None
+
+        def release() -> None:
+            grp.scheduled -= 1
+            grp.ready.append(data)
+            if handle is not None:
+                self._timers.discard(handle)
+            self._topic(topic).wake()
+
+        handle = asyncio.get_running_loop().call_later(delay, release)
+        self._timers.add(handle)
+
+    async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
+        state = self._topic(topic)
+        self._group(state, delivery.group).pending.pop(delivery.entry_id, None)
+        now = self._clock()
+        while state.dlq:
+            oldest = next(iter(state.dlq.values()))
+            if oldest[0] >= now - self.dlq_ttl:
+                break
+            state.dlq.popitem(last=False)
+        state.dlq_seq += 1
+        state.dlq[str(state.dlq_seq)] = (now, record)
+
+    async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
+        rows: list[tuple[str, bytes]] = []
+        for dlq_id, (_, record) in self._topic(topic).dlq.items():
+            if len(rows) >= limit:
+                break
+            rows.append((dlq_id, record))
+        return rows
+
+    async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
+        state = self._topic(topic)
+        if state.dlq.pop(dlq_id, None) is None:
+            return  # reprocessed already
+        self._group(state, group).ready.append(data)
+        state.wake()
+
+    async def _lag(self, topic: str, group: str) -> int:
+        state = self._topic(topic)
+        grp = state.groups.get(group)
+        if grp is None:
+            return len(state.log)
+        undelivered = state.base + len(state.log) - grp.cursor
+        return undelivered + len(grp.pending) + len(grp.ready) + grp.scheduled

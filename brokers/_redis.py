@@ -1,0 +1,393 @@
+"""Redis Streams broker (redis-py asyncio + hiredis).
+
+Keys, for topic ``t`` and group ``g``:
+
+* ``t`` — the stream (XADD … MAXLEN ~ max_stream_length), read with XREADGROUP;
+* ``t:retry:g`` — the group's own stream of due retries and reprocessed dead letters,
+  so one group's retry never reaches another group;
+* ``t:delayed:g`` — a sorted set of retries scored by due time; a Lua script moves the
+  due ones into ``t:retry:g`` in the same round trip as the read;
+* ``t:dlq`` — the dead-letter stream (XADD … MINID ~ now - dlq_ttl).
+
+A delivered entry stays in the group's pending list until XACK; after the visibility
+timeout XAUTOCLAIM hands it to whichever member asks next. Every call goes through the
+circuit breaker; driver errors are mapped to :mod:`brokers._errors` at this boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from brokers._base import Broker
+from brokers._circuit import CircuitBreaker
+from brokers._errors import BrokerConnectionError, BrokerError
+from brokers._message import Delivery
+
+T = TypeVar("T")
+_FIELD = b"m"
+
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', member)
+  redis.call('ZREM', KEYS[1], member)
+end
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#due, head[2] or false}
+"""
+
+
+class _NoGroupError(BrokerError):
+    """The stream or group vanished (a server restarted without persistence)."""
+
+
+class _Cursor:
+    """What one (topic, group) pair knows locally about when to promote and reclaim."""
+
+    __slots__ = ("next_claim", "next_promote")
+
+    def __init__(self) -> None:
+        self.next_promote = 0.0
+        self.next_claim = 0.0
+
+
+class RedisStreamsBroker(Broker):
+    """Broker on Redis Streams. ``redis_url=`` or host/port/password/db/ssl; the other
+    options are :class:`Broker`'s (``max_retries``, ``retry``, ``consumer_options``,
+    ``circuit``, ``max_message_bytes`` (1 MiB), ``message_ttl_days``, ``dlq_ttl_days``,
+    ``max_stream_length``)."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        host: str = "localhost",
+        port: int = 6379,
+        password: str | None = None,
+        db: int = 0,
+        ssl: bool = False,
+        max_connections: int = 50,
+        socket_connect_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self._url = redis_url
+        self._where = redis_url or f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
+        self._conn_kwargs: dict[str, Any] = {
+            "max_connections": max_connections,
+            # A blocking XREADGROUP must never look like a dead socket.
+            "socket_timeout": self.consumer_options.block_time + 10.0,
+            "socket_connect_timeout": socket_connect_timeout,
+            # One immediate retry re-dials a pooled connection the server dropped;
+            # anything longer is the circuit breaker's and the consumer loop's job.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        if redis_url is None:
+            self._conn_kwargs.update(host=host, port=port, password=password, db=db)
+            if ssl:
+                self._conn_kwargs["connection_class"] = aioredis.SSLConnection
+        self._client: aioredis.Redis | None = None
+        self._circuit = CircuitBreaker(f"redis {self._where}", self.circuit_policy)
+        self._groups: set[tuple[str, str]] = set()
+        self._cursors: dict[tuple[str, str], _Cursor] = {}
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        return self._circuit
+
+    # -- I/O boundary --------------------------------------------------------------
+
+    async def _io(self, fn: Callable[[], Awaitable[T]]) -> T:
+        async def mapped() -> T:
+            try:
+                return await fn()
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+                raise BrokerConnectionError(f"redis at {self._where}: {exc}") from exc
+            except rexc.RedisError as exc:
+                if "NOGROUP" in str(exc):
+                    self._groups.clear()  # the server lost its state (restart)
+                    raise _NoGroupError(f"redis at {self._where}: {exc}") from exc
+                raise BrokerError(f"redis at {self._where}: {exc}") from exc
+
+        return await self._circuit.call(mapped)
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._require_connected()
+            raise AssertionError("unreachable")
+        return self._client
+
+    async def _connect(self) -> None:
+        if self._url is not None:
+            pool = aioredis.BlockingConnectionPool.from_url(self._url, **self._conn_kwargs)
+        else:
+            pool = aioredis.BlockingConnectionPool(**self._conn_kwargs)
+        client = aioredis.Redis(connection_pool=pool)
+        self._client = client
+        try:
+            await self._io(client.ping)
+        except BaseException:
+            self._client = None
+            await client.aclose()
+            await pool.aclose()
+            raise
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        self._groups.clear()
+        if client is not None:
+            await client.aclose()
+            await client.connection_pool.aclose()
+
+    async def _ping(self) -> None:
+        await self._io(self._redis.ping)
+
+    def _health_extra(self) -> dict[str, Any]:
+        return {"circuit": self._circuit.state.value, "server": self._where}
+
+    # -- keys and groups -----------------------------------------------------------
+
+    @staticmethod
+    def _retry_key(topic: str, group: str) -> str:
+        return f"{topic}:retry:{group}"
+
+    @staticmethod
+    def _delayed_key(topic: str, group: str) -> str:
+        return f"{topic}:delayed:{group}"
+
+    @staticmethod
+    def _dlq_key(topic: str) -> str:
+        return f"{topic}:dlq"
+
+    async def _ensure_group(self, topic: str, group: str) -> None:
+        if (topic, group) in self._groups:
+            return
+        redis = self._redis
+
+        async def create() -> None:
+            for key in (topic, self._retry_key(topic, group)):
+                try:
+                    # From 0: a new group sees every retained message.
+                    await redis.xgroup_create(key, group, id="0", mkstream=True)
+                except rexc.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+        await self._io(create)
+        self._groups.add((topic, group))
+
+    # -- primitives ----------------------------------------------------------------
+
+    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
+        redis = self._redis
+        maxlen = self.max_stream_length
+        if len(datas) == 1:
+            data = datas[0]
+            await self._io(
+                lambda: redis.xadd(topic, {_FIELD: data}, maxlen=maxlen, approximate=True)
+            )
+            return
+
+        async def batch() -> None:
+            pipe = redis.pipeline(transaction=False)
+            for data in datas:
+                pipe.xadd(topic, {_FIELD: data}, maxlen=maxlen, approximate=True)
+            await pipe.execute()
+
+        await self._io(batch)
+
+    async def _fetch(
+        self, topic: str, group: str, consumer: str, count: int
+    ) -> Sequence[tuple[Delivery, bytes | None]]:
+        try:
+            return await self._fetch_once(topic, group, consumer, count)
+        except _NoGroupError:
+            return await self._fetch_once(topic, group, consumer, count)
+
+    async def _fetch_once(
+        self, topic: str, group: str, consumer: str, count: int
+    ) -> Sequence[tuple[Delivery, bytes | None]]:
+        await self._ensure_group(topic, group)
+        cursor = self._cursors.get((topic, group))
+        if cursor is None:
+            cursor = self._cursors[(topic, group)] = _Cursor()
+        retry_key = self._retry_key(topic, group)
+        out: list[tuple[Delivery, bytes | None]] = []
+        now = time.monotonic()
+        if now >= cursor.next_claim:
+            cursor.next_claim = now + self.consumer_options.effective_claim_interval
+            out = await self._io(lambda: self._reclaim(topic, retry_key, group, consumer, count))
+            if out:
+                return out
+        until_promote = cursor.next_promote - self._clock()
+        promote = until_promote <= 0
+        block = (
+            self.consumer_options.block_time
+            if promote
+            else min(self.consumer_options.block_time, until_promote)
+        )
+        block_ms = max(1, int(block * 1000))
+        redis = self._redis
+
+        async def read() -> list[Any]:
+            pipe = redis.pipeline(transaction=False)
+            if promote:
+                pipe.eval(
+                    _PROMOTE,
+                    2,
+                    self._delayed_key(topic, group),
+                    retry_key,
+                    self._clock(),
+                    count,
+                    self.max_stream_length,
+                )
+            pipe.xreadgroup(
+                group, consumer, {retry_key: ">", topic: ">"}, count=count, block=block_ms
+            )
+            return await pipe.execute()
+
+        replies = await self._io(read)
+        if promote:
+            _, head = replies[0]
+            block = self.consumer_options.block_time
+            upcoming = float(head) if head else self._clock() + block
+            cursor.next_promote = min(upcoming, self._clock() + block)
+        for key, entries in _stream_items(replies[-1]):
+            source = key.decode() if isinstance(key, bytes) else str(key)
+            for entry_id, fields in entries:
+                out.append((Delivery(group, consumer, source, _text(entry_id)), _data(fields)))
+        return out
+
+    async def _reclaim(
+        self, topic: str, retry_key: str, group: str, consumer: str, count: int
+    ) -> list[tuple[Delivery, bytes | None]]:
+        idle_ms = int(self.consumer_options.visibility_timeout * 1000)
+        out: list[tuple[Delivery, bytes | None]] = []
+        for key in (retry_key, topic):
+            reply = await self._redis.xautoclaim(
+                key, group, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
+            )
+            for entry_id, fields in reply[1]:
+                if fields is None:
+                    continue  # trimmed away while pending; XAUTOCLAIM dropped it
+                out.append((Delivery(group, consumer, key, _text(entry_id)), _data(fields)))
+        return out
+
+    async def _ack(self, topic: str, delivery: Delivery) -> None:
+        redis = self._redis
+        await self._io(lambda: redis.xack(delivery.source, delivery.group, delivery.entry_id))
+
+    async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
+        due = self._clock() + delay
+        delayed = self._delayed_key(topic, delivery.group)
+        redis = self._redis
+
+        async def move() -> None:
+            pipe = redis.pipeline(transaction=True)
+            pipe.zadd(delayed, {data: due})
+            pipe.xack(delivery.source, delivery.group, delivery.entry_id)
+            await pipe.execute()
+
+        await self._io(move)
+        cursor = self._cursors.get((topic, delivery.group))
+        if cursor is not None:
+            cursor.next_promote = min(cursor.next_promote, due)
+
+    async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
+        min_id = max(0, int((self._clock() - self.dlq_ttl) * 1000))
+        redis = self._redis
+
+        async def move() -> None:
+            pipe = redis.pipeline(transaction=True)
+            pipe.xadd(self._dlq_key(topic), {_FIELD: record}, minid=min_id, approximate=True)
+            pipe.xack(delivery.source, delivery.group, delivery.entry_id)
+            await pipe.execute()
+
+        await self._io(move)
+
+    async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
+        redis = self._redis
+        rows = await self._io(lambda: redis.xrange(self._dlq_key(topic), count=limit))
+        return [
+            (_text(entry_id), data)
+            for entry_id, fields in rows or ()
+            if (data := _data(fields)) is not None
+        ]
+
+    async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
+        await self._ensure_group(topic, group)
+        redis = self._redis
+
+        async def move() -> None:
+            pipe = redis.pipeline(transaction=True)
+            pipe.xadd(
+                self._retry_key(topic, group),
+                {_FIELD: data},
+                maxlen=self.max_stream_length,
+                approximate=True,
+            )
+            pipe.xdel(self._dlq_key(topic), dlq_id)
+            await pipe.execute()
+
+        await self._io(move)
+
+    async def _lag(self, topic: str, group: str) -> int:
+        redis = self._redis
+        retry_key = self._retry_key(topic, group)
+
+        async def lag() -> int:
+            # One MULTI so a retry moving between the sorted set and the retry stream
+            # is never missed by a drain check.
+            pipe = redis.pipeline(transaction=True)
+            pipe.xinfo_groups(topic)
+            pipe.xinfo_groups(retry_key)
+            pipe.zcard(self._delayed_key(topic, group))
+            pipe.xlen(topic)
+            main, retry, delayed, length = await pipe.execute(raise_on_error=False)
+            total = int(delayed) if isinstance(delayed, int) else 0
+            for key, groups in ((topic, main), (retry_key, retry)):
+                if isinstance(groups, Exception):
+                    continue  # no such stream yet
+                info = next((g for g in groups if _text(g.get("name")) == group), None)
+                if info is None:
+                    if key == topic and isinstance(length, int):
+                        total += length  # group never read: all of it is ahead
+                    continue
+                behind = info.get("lag")
+                if behind is None:  # unknown after trims/deletes: count what is left
+                    last = _text(info.get("last-delivered-id"))
+                    behind = len(await redis.xrange(key, min=f"({last}") or ())
+                total += int(behind) + int(info.get("pending", 0))
+            return total
+
+        return await self._io(lag)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _data(fields: Any) -> bytes | None:
+    if not isinstance(fields, dict):
+        return None
+    value = fields.get(_FIELD)
+    return value if isinstance(value, bytes) else None
+
+
+def _stream_items(reply: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3
+        return [
+            (key, value[0] if value and isinstance(value[0], list) else value)
+            for key, value in reply.items()
+        ]
+    return [(key, entries) for key, entries in reply]

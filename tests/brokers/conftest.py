@@ -1,0 +1,160 @@
+"""Broker fixtures: one factory per backend, so a new broker is one entry in BACKENDS.
+
+Every backend runs with short visibility timeouts, block times and backoffs so the
+contract suite stays fast; tests wait for conditions, never for fixed times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pytest
+import redis.asyncio as aioredis
+
+from brokers import (
+    Broker,
+    ConsumerOptions,
+    InMemoryBroker,
+    Message,
+    RedisStreamsBroker,
+    RetryPolicy,
+)
+
+FAST_CONSUMER = ConsumerOptions(visibility_timeout=0.3, block_time=0.05)
+FAST_RETRY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, jitter=0.5)
+
+
+class SkewClock:
+    """Wall clock plus an offset tests can advance (to expire TTLs without waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class RawWriter(Protocol):
+    async def __call__(self, topic: str, data: bytes) -> None: ...
+
+
+@dataclass
+class Backend:
+    """A broker under test, plus a way to write raw (possibly malformed) entries."""
+
+    name: str
+    make: Callable[..., Awaitable[Broker]]
+    write_raw: RawWriter
+    clock: SkewClock
+    opened: list[Broker] = field(default_factory=list)
+
+
+def _defaults(clock: SkewClock, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "consumer_options": FAST_CONSUMER,
+        "retry": FAST_RETRY,
+        "clock": clock,
+        **options,
+    }
+
+
+async def _memory(request: pytest.FixtureRequest, clock: SkewClock) -> Backend:
+    shared: list[InMemoryBroker] = []
+
+    async def make(**options: Any) -> Broker:
+        broker = InMemoryBroker(**_defaults(clock, options))
+        await broker.connect()
+        shared.append(broker)
+        return broker
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        await shared[-1]._append(topic, (data,))
+
+    return Backend("memory", make, write_raw, clock)
+
+
+async def _redis(request: pytest.FixtureRequest, clock: SkewClock) -> Backend:
+    url: str = request.getfixturevalue("redis_url")
+
+    async def make(**options: Any) -> Broker:
+        broker = RedisStreamsBroker(redis_url=url, **_defaults(clock, options))
+        await broker.connect()
+        return broker
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        client = aioredis.Redis.from_url(url)
+        try:
+            await client.xadd(topic, {b"m": data})
+        finally:
+            await client.aclose()
+
+    return Backend("redis", make, write_raw, clock)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, SkewClock], Awaitable[Backend]]] = {
+    "memory": _memory,
+    "redis": _redis,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    made = await BACKENDS[request.param](request, SkewClock())
+    original = made.make
+
+    async def tracked(**options: Any) -> Broker:
+        broker = await original(**options)
+        made.opened.append(broker)
+        return broker
+
+    made.make = tracked
+    try:
+        yield made
+    finally:
+        for broker in made.opened:
+            await broker.disconnect()
+
+
+@pytest.fixture
+async def broker(backend: Backend) -> Broker:
+    """A connected broker of each backend with the fast test options."""
+    return await backend.make()
+
+
+async def take(
+    broker: Broker,
+    topic: str,
+    group: str,
+    count: int,
+    *,
+    consumer: str | None = None,
+    ack: bool = True,
+    batch_size: int = 10,
+) -> list[Message]:
+    """Consume exactly ``count`` messages (a 10 s guard turns a hang into a failure)."""
+    got: list[Message] = []
+    async with asyncio.timeout(10):
+        async for message in broker.consume(topic, group, consumer=consumer, batch_size=batch_size):
+            got.append(message)
+            if ack:
+                await broker.acknowledge(message)
+            if len(got) >= count:
+                break
+    return got
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait (up to 10 s) until ``check`` holds; fails naming ``what`` otherwise."""
+    try:
+        async with asyncio.timeout(10):
+            while not await check():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"never happened: {what}")

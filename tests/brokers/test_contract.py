@@ -1,0 +1,335 @@
+"""The broker contract: every backend in conftest.BACKENDS must pass all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+
+import orjson
+import pytest
+
+from brokers import (
+    Broker,
+    BrokerNotConnectedError,
+    DeadLetterError,
+    Headers,
+    Message,
+    MessageTooLargeError,
+    MessageValidationError,
+    RetryPolicy,
+)
+from tests.brokers.conftest import Backend, eventually, take
+
+
+async def test_publish_then_consume_round_trips_payload_and_headers(broker: Broker) -> None:
+    headers = Headers(
+        correlation_id="c-1",
+        causation_id="m-0",
+        reply_to="r",
+        saga_id="s-1",
+        traceparent="00-abc-def-01",
+        extra={"idempotency_key": "s-1:a:1"},
+    )
+    msg_id = await broker.publish(
+        "t", {"n": 1, "nested": {"x": [1, 2.5, None]}}, headers=headers, priority=7
+    )
+    [got] = await take(broker, "t", "g", 1)
+    assert got.id == msg_id
+    assert got.topic == "t"
+    assert got.payload == {"n": 1, "nested": {"x": [1, 2.5, None]}}
+    assert got.headers == headers
+    assert got.priority == 7
+    assert got.retry_count == 0
+    assert got.verify()
+    assert got.delivery is not None and got.delivery.group == "g"
+
+
+async def test_publish_batch_keeps_order_and_ids(broker: Broker) -> None:
+    ids = await broker.publish_batch("t", [{"i": i} for i in range(25)])
+    got = await take(broker, "t", "g", 25)
+    assert [m.id for m in got] == ids
+    assert [m.payload["i"] for m in got] == list(range(25))
+
+
+async def test_separate_groups_each_see_every_message(broker: Broker) -> None:
+    ids = await broker.publish_batch("t", [{"i": i} for i in range(10)])
+    first = await take(broker, "t", "g1", 10)
+    second = await take(broker, "t", "g2", 10)
+    assert [m.id for m in first] == ids
+    assert [m.id for m in second] == ids
+
+
+async def test_members_of_a_group_share_the_work(backend: Backend) -> None:
+    broker = await backend.make(consumer_options=_long_visibility())
+    ids = await broker.publish_batch("t", [{"i": i} for i in range(20)])
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    b_started = asyncio.Event()
+
+    async def member(name: str) -> None:
+        async for message in broker.consume("t", "g", consumer=name, batch_size=1):
+            seen[name].append(message.id)
+            if name == "a" and len(seen["a"]) == 1:
+                await b_started.wait()  # hold one message until b has taken work too
+            if name == "b":
+                b_started.set()
+            await broker.acknowledge(message)
+            if len(seen["a"]) + len(seen["b"]) == len(ids):
+                return
+
+    tasks = [asyncio.create_task(member("a")), asyncio.create_task(member("b"))]
+    async with asyncio.timeout(10):
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen["a"] and seen["b"]
+    assert sorted(seen["a"] + seen["b"]) == sorted(ids)
+    assert await broker.get_consumer_lag("t", "g") == 0
+
+
+async def test_unacknowledged_message_of_a_crashed_consumer_is_redelivered(
+    broker: Broker,
+) -> None:
+    msg_id = await broker.publish("t", {"job": 1})
+    received = asyncio.Event()
+
+    async def crashing() -> None:
+        async for _message in broker.consume("t", "g", consumer="crasher"):
+            received.set()
+            await asyncio.Event().wait()  # stuck forever: never acknowledges
+
+    task = asyncio.create_task(crashing())
+    async with asyncio.timeout(10):
+        await received.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await broker.get_consumer_lag("t", "g") == 1  # still pending, not lost
+    [again] = await take(broker, "t", "g", 1, consumer="survivor")
+    assert again.id == msg_id
+    assert again.delivery is not None and again.delivery.consumer == "survivor"
+    assert await broker.get_consumer_lag("t", "g") == 0
+
+
+async def test_cancelling_consume_while_waiting_ends_it_cleanly(broker: Broker) -> None:
+    async def idle() -> None:
+        async for _message in broker.consume("quiet", "g"):
+            pass
+
+    task = asyncio.create_task(idle())
+    await asyncio.sleep(0.1)  # let it block in the broker's wait
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await broker.publish("quiet", {"after": True})
+    [got] = await take(broker, "quiet", "g", 1)
+    assert got.payload == {"after": True}
+
+
+async def test_nack_retries_with_backoff_then_dead_letters(broker: Broker) -> None:
+    msg_id = await broker.publish("t", {"bad": True})
+    counts = []
+    async with asyncio.timeout(10):
+        async for message in broker.consume("t", "g", consumer="w"):
+            counts.append(message.retry_count)
+            await broker.nack(message, "boom: cannot process")
+            if len(counts) == broker.retry_policy.max_retries + 1:
+                break
+    assert counts == [0, 1, 2]
+    await eventually(lambda: _has_dead_letters(broker, "t", 1), "message dead-lettered")
+    [dead] = await broker.get_dead_letter_messages("t", limit=100)
+    assert dead.original_message.id == msg_id
+    assert dead.failure_reason == "boom: cannot process"
+    assert dead.original_message.retry_count == 2
+    assert dead.consumer_group == "g"
+    assert dead.consumer == "w"
+    assert await broker.get_consumer_lag("t", "g") == 0
+    assert broker.get_metrics()["messages_failed"] == 3
+
+
+async def test_nack_without_requeue_dead_letters_at_once(broker: Broker) -> None:
+    await broker.publish("t", {"x": 1})
+    [message] = await take(broker, "t", "g", 1, ack=False)
+    await broker.nack(message, "poison", requeue=False)
+    [dead] = await broker.get_dead_letter_messages("t")
+    assert dead.failure_reason == "poison"
+    assert dead.original_message.retry_count == 0
+
+
+async def test_retry_is_delayed_without_blocking_other_messages(backend: Backend) -> None:
+    slow = RetryPolicy(max_retries=3, base_delay=3600, max_delay=3600, jitter=0)
+    broker = await backend.make(retry=slow)
+    first = await broker.publish("t", {"i": 1})
+    second = await broker.publish("t", {"i": 2})
+    got: list[Message] = []
+    async with asyncio.timeout(10):
+        async for message in broker.consume("t", "g"):
+            got.append(message)
+            if message.id == first:
+                await broker.nack(message, "later")
+            else:
+                await broker.acknowledge(message)
+                break
+    assert [m.id for m in got] == [first, second]
+    assert await broker.get_consumer_lag("t", "g") == 1  # the retry waits, counted
+
+
+async def test_retry_goes_only_to_the_group_that_nacked(broker: Broker) -> None:
+    await broker.publish("t", {"x": 1})
+    [message] = await take(broker, "t", "g1", 1, ack=False)
+    await broker.nack(message, "again")
+    [retried] = await take(broker, "t", "g1", 1)
+    assert retried.retry_count == 1
+    [other] = await take(broker, "t", "g2", 1)
+    assert other.retry_count == 0
+    assert await broker.get_consumer_lag("t", "g2") == 0
+
+
+async def test_reprocessing_a_dead_letter_delivers_it_again(broker: Broker) -> None:
+    msg_id = await broker.publish("t", {"x": 1})
+    [message] = await take(broker, "t", "g", 1, ack=False)
+    await broker.nack(message, "poison", requeue=False)
+    [dead] = await broker.get_dead_letter_messages("t")
+    assert await broker.reprocess_dead_letter_message(dead) == msg_id
+    [again] = await take(broker, "t", "g", 1)
+    assert again.id == msg_id
+    assert again.retry_count == 0
+    assert again.payload == {"x": 1}
+    assert await broker.get_dead_letter_messages("t") == []
+
+
+async def test_expired_message_is_dead_lettered_not_delivered(backend: Backend) -> None:
+    broker = await backend.make()
+    stale = await broker.publish("t", {"old": True}, ttl=60)
+    backend.clock.advance(120)
+    fresh = await broker.publish("t", {"old": False}, ttl=60)
+    [got] = await take(broker, "t", "g", 1)
+    assert got.id == fresh
+    [dead] = await broker.get_dead_letter_messages("t")
+    assert dead.original_message.id == stale
+    assert dead.failure_reason == "expired"
+
+
+async def test_oversized_message_is_refused_naming_size_and_limit(broker: Broker) -> None:
+    assert broker.max_message_bytes == 1024 * 1024
+    with pytest.raises(MessageTooLargeError) as info:
+        await broker.publish("big.topic", {"blob": "x" * (1024 * 1024)})
+    text = str(info.value)
+    assert "big.topic" in text and "1048576" in text and str(info.value.size) in text
+    assert info.value.size > info.value.limit
+    with pytest.raises(MessageTooLargeError):
+        await broker.publish_batch("big.topic", [{"ok": 1}, {"blob": "x" * (1024 * 1024)}])
+    assert await broker.get_consumer_lag("big.topic", "g") == 0  # nothing half-sent
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [1, 2],
+        "text",
+        {"x": math.nan},
+        {"x": math.inf},
+        {"x": {1, 2}},
+        {1: "int key"},
+        {"x": object()},
+    ],
+    ids=["list", "str", "nan", "inf", "set", "int-key", "object"],
+)
+async def test_payload_must_be_a_json_object(broker: Broker, payload: object) -> None:
+    with pytest.raises(MessageValidationError):
+        await broker.publish("t", payload)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json at all", b"[1, 2, 3]", b'{"id": "x"}', b'{"id": 5, "payload": {}}'],
+    ids=["garbage", "array", "missing-fields", "wrong-types"],
+)
+async def test_malformed_entry_is_dead_lettered_and_consumer_keeps_going(
+    backend: Backend, raw: bytes
+) -> None:
+    broker = await backend.make()
+    await backend.write_raw("t", raw)
+    good = await broker.publish("t", {"ok": True})
+    [got] = await take(broker, "t", "g", 1)
+    assert got.id == good
+    [dead] = await broker.get_dead_letter_messages("t")
+    assert dead.failure_reason.startswith("malformed")
+    assert dead.raw is not None and raw.decode() in dead.raw
+    with pytest.raises(DeadLetterError):
+        await broker.reprocess_dead_letter_message(dead)
+
+
+async def test_tampered_message_fails_provenance_and_is_dead_lettered(
+    backend: Backend,
+) -> None:
+    broker = await backend.make()
+    message, data = broker.build_message("t", {"amount": 10})
+    wire = orjson.loads(data)
+    wire["payload"]["amount"] = 10_000
+    await backend.write_raw("t", orjson.dumps(wire))
+    good = await broker.publish("t", {"amount": 1})
+    [got] = await take(broker, "t", "g", 1)
+    assert got.id == good
+    [dead] = await broker.get_dead_letter_messages("t")
+    assert dead.original_message.id == message.id
+    assert "provenance" in dead.failure_reason
+
+
+async def test_consumer_lag_counts_undelivered_and_unacknowledged(broker: Broker) -> None:
+    await broker.publish_batch("t", [{"i": i} for i in range(5)])
+    assert await broker.get_consumer_lag("t", "g") == 5
+    got = await take(broker, "t", "g", 2, ack=False, batch_size=2)
+    assert await broker.get_consumer_lag("t", "g") == 5
+    await broker.acknowledge(got[0])
+    assert await broker.get_consumer_lag("t", "g") == 4
+
+
+async def test_acknowledging_a_message_twice_is_harmless(broker: Broker) -> None:
+    await broker.publish("t", {"x": 1})
+    [got] = await take(broker, "t", "g", 1)
+    await broker.acknowledge(got)
+    assert await broker.get_consumer_lag("t", "g") == 0
+
+
+async def test_only_delivered_messages_can_be_acknowledged(broker: Broker) -> None:
+    message, _ = broker.build_message("t", {"x": 1})
+    with pytest.raises(ValueError, match="consume"):
+        await broker.acknowledge(message)
+
+
+async def test_operations_need_a_connection(backend: Backend) -> None:
+    broker = await backend.make()
+    await broker.disconnect()
+    with pytest.raises(BrokerNotConnectedError):
+        await broker.publish("t", {"x": 1})
+    health = await broker.health_check()
+    assert health["status"] == "unhealthy"
+    async with broker:
+        await broker.publish("t", {"x": 1})
+        assert (await broker.health_check())["status"] == "healthy"
+
+
+async def test_health_and_metrics_report_the_seed_keys(broker: Broker) -> None:
+    await broker.publish_batch("t", [{"i": i} for i in range(3)])
+    await take(broker, "t", "g", 3)
+    health = await broker.health_check()
+    assert health["status"] == "healthy"
+    assert health["latency_ms"] >= 0 and health["uptime_seconds"] >= 0
+    metrics = broker.get_metrics()
+    assert metrics["messages_published"] == 3
+    assert metrics["messages_consumed"] == 3
+    assert metrics["messages_failed"] == 0
+    assert metrics["throughput_per_second"] > 0
+    assert metrics["average_latency_ms"] >= 0
+
+
+def _long_visibility():  # type: ignore[no-untyped-def]
+    from brokers import ConsumerOptions
+
+    return ConsumerOptions(visibility_timeout=30, block_time=0.05)
+
+
+async def _has_dead_letters(broker: Broker, topic: str, n: int) -> bool:
+    return len(await broker.get_dead_letter_messages(topic)) >= n
