@@ -154,7 +154,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Wait (up to 10 s) until ``check`` holds; fails naming ``what`` otherwise."""
     try:
         async with asyncio.timeout(10):
-            while not await check():
+            while not await check():  # noqa: ASYNC110 (a condition on the server)
                 await asyncio.sleep(0.01)
     except TimeoutError:
         pytest.fail(f"never happened: {what}")
