@@ -174,6 +174,18 @@ class RedisServer:
                 self._proc.wait(10)
             self._proc = None
 
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop (or SIGKILL) and start again on the same port and directory."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

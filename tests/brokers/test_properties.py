@@ -50,7 +50,7 @@ def test_encode_decode_round_trip_keeps_message_and_hash(
 @settings(max_examples=100, deadline=None)
 @given(payload=payloads, key=st.text(min_size=1, max_size=8))
 def test_any_change_to_the_payload_breaks_provenance(payload: dict[str, Any], key: str) -> None:
-    message, data = InMemoryBroker().build_message("t", payload)
+    _, data = InMemoryBroker().build_message("t", payload)
     wire = orjson.loads(data)
     wire["payload"][key] = ["tampered", wire["payload"].get(key)]
     assert not decode_message(orjson.dumps(wire), "t").verify()

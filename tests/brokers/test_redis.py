@@ -1,0 +1,153 @@
+"""Redis-only behaviour: raw stream entries, several processes, circuit breaker across a
+real server restart, and durability of acknowledged publishes across kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from brokers import (
+    BrokerConnectionError,
+    CircuitBreakerPolicy,
+    CircuitOpenError,
+    CircuitState,
+    ConsumerOptions,
+    RedisStreamsBroker,
+)
+from tests.brokers.conftest import FAST_CONSUMER, FAST_RETRY, eventually, take
+from tests.servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def make(url: str, **options: object) -> RedisStreamsBroker:
+    return RedisStreamsBroker(
+        redis_url=url,
+        **{"consumer_options": FAST_CONSUMER, "retry": FAST_RETRY, **options},  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A private redis-server (appendonly, fsync always) this test may stop and kill."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+async def test_entry_without_message_field_is_dead_lettered(redis_url: str) -> None:
+    async with make(redis_url) as broker:
+        client = aioredis.Redis.from_url(redis_url)
+        await client.xadd("t", {b"other": b"1"})
+        await client.aclose()
+        good = await broker.publish("t", {"ok": 1})
+        [got] = await take(broker, "t", "g", 1)
+        assert got.id == good
+        [dead] = await broker.get_dead_letter_messages("t")
+        assert dead.failure_reason == "malformed: entry has no message field"
+
+
+async def test_pending_entry_is_claimed_by_another_process(redis_url: str) -> None:
+    first, second = make(redis_url), make(redis_url)
+    async with first, second:
+        msg_id = await first.publish("t", {"x": 1})
+        [held] = await take(first, "t", "g", 1, consumer="p1", ack=False)
+        assert held.id == msg_id
+        await first.disconnect()  # the process dies holding the message
+        [claimed] = await take(second, "t", "g", 1, consumer="p2")
+        assert claimed.id == msg_id
+        assert claimed.delivery is not None and claimed.delivery.consumer == "p2"
+        client = aioredis.Redis.from_url(redis_url)
+        assert (await client.xpending("t", "g"))["pending"] == 0
+        await client.aclose()
+
+
+async def test_streams_are_trimmed_to_max_stream_length(redis_url: str) -> None:
+    async with make(redis_url, max_stream_length=100) as broker:
+        for _ in range(10):
+            await broker.publish_batch("t", [{"i": i} for i in range(100)])
+        client = aioredis.Redis.from_url(redis_url)
+        length = await client.xlen("t")
+        await client.aclose()
+        assert 100 <= length < 1000
+
+
+async def test_circuit_opens_fails_fast_and_closes_after_restart(
+    own_server: RedisServer,
+) -> None:
+    policy = CircuitBreakerPolicy(
+        failure_threshold=3,
+        reset_timeout=0.2,
+        reconnect_base_delay=0.02,
+        reconnect_max_delay=0.1,
+    )
+    broker = make(own_server.url, circuit=policy, socket_connect_timeout=1.0)
+    await broker.connect()
+    received: list[str] = []
+
+    async def consumer() -> None:
+        async for message in broker.consume("t", "g", consumer="steady"):
+            received.append(message.payload["when"])
+            await broker.acknowledge(message)
+
+    task = asyncio.create_task(consumer())
+    try:
+        await broker.publish("t", {"when": "before"})
+        await eventually(lambda: _async(received == ["before"]), "delivery before the stop")
+        own_server.stop()
+        for _ in range(policy.failure_threshold):
+            with contextlib.suppress(CircuitOpenError), pytest.raises(BrokerConnectionError):
+                await broker.publish("t", {"when": "down"})
+        assert broker.circuit.state in (CircuitState.OPEN, CircuitState.HALF_OPEN)
+        with pytest.raises(CircuitOpenError, match=r"circuit .* is open"):
+            await broker.publish("t", {"when": "down"})
+        health = await broker.health_check()
+        assert health["status"] == "unhealthy"
+
+        own_server.start()
+
+        async def publish_succeeds() -> bool:
+            try:
+                await broker.publish("t", {"when": "after"})
+            except BrokerConnectionError:
+                return False
+            return True
+
+        await eventually(publish_succeeds, "publish after the restart (half-open probe)")
+        assert broker.circuit.state is CircuitState.CLOSED
+        await eventually(lambda: _async("after" in received), "consumer resumed")
+        assert (await broker.health_check())["status"] == "healthy"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await broker.disconnect()
+
+
+async def test_acknowledged_publishes_survive_kill_9(own_server: RedisServer) -> None:
+    total = 10_000
+    broker = make(own_server.url, max_stream_length=100_000)
+    async with broker:
+        ids: list[str] = []
+        for start in range(0, total, 500):
+            ids += await broker.publish_batch(
+                "durable", [{"i": i} for i in range(start, start + 500)]
+            )
+    own_server.restart(kill=True)
+    options = ConsumerOptions(visibility_timeout=30, block_time=0.05)
+    async with make(own_server.url, consumer_options=options) as after:
+        assert await after.get_consumer_lag("durable", "g") == total
+        got = await take(after, "durable", "g", total, batch_size=500)
+    assert [m.id for m in got] == ids
+    assert all(m.verify() for m in got)
+
+
+async def _async(value: bool) -> bool:
+    return value
