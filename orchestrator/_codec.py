@@ -1,0 +1,232 @@
+"""Messages ↔ stored records: ``(kind, type, data)`` with stable type names.
+
+``kind`` is ``"event"`` or ``"command"``; ``type`` is a stable string (the table below,
+never a Python ``module:qualname``, so classes can move); ``data`` is a plain JSON object
+whose keys are the dataclass's field names. Encoding refuses anything that is not plain
+JSON (NaN, infinity, tuples, non-string keys, other objects), so what is stored decodes
+to an equal message.
+
+===========================  =======  ===============================
+class                        kind     type
+===========================  =======  ===============================
+``SagaStarted``              event    ``saga.started``
+``StepSucceeded``            event    ``saga.step_succeeded``
+``StepFailed``               event    ``saga.step_failed``
+``StepTimedOut``             event    ``saga.step_timed_out``
+``CompensationSucceeded``    event    ``saga.compensation_succeeded``
+``CompensationFailed``       event    ``saga.compensation_failed``
+``CompensationTimedOut``     event    ``saga.compensation_timed_out``
+``TimerFired``               event    ``saga.timer_fired``
+``ResumeRequested``          event    ``saga.resume_requested``
+``StartSaga``                command  ``saga.start``
+``ExecuteStep``              command  ``saga.execute_step``
+``CompensateStep``           command  ``saga.compensate_step``
+``ScheduleRetry``            command  ``saga.schedule_retry``
+``AbortSaga``                command  ``saga.abort``
+``GiveUpCompensation``       command  ``saga.give_up_compensation``
+``FinishSaga``               command  ``saga.finish``
+===========================  =======  ===============================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._commands import (
+    AbortSaga,
+    CompensateStep,
+    ExecuteStep,
+    FinishSaga,
+    GiveUpCompensation,
+    ScheduleRetry,
+    StartSaga,
+)
+from ._core import Message
+from ._errors import CodecError
+from ._events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    CompensationTimedOut,
+    ResumeRequested,
+    SagaStarted,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+    TimerFired,
+)
+from ._state import SagaStatus
+
+__all__ = ["TYPE_NAMES", "Record", "Storable", "decode", "encode"]
+
+Kind = Literal["event", "command"]
+
+Storable = Message | StartSaga
+"""Everything that can be stored: saga messages and the client's ``StartSaga``."""
+
+TYPE_NAMES: Mapping[type, tuple[Kind, str]] = {
+    SagaStarted: ("event", "saga.started"),
+    StepSucceeded: ("event", "saga.step_succeeded"),
+    StepFailed: ("event", "saga.step_failed"),
+    StepTimedOut: ("event", "saga.step_timed_out"),
+    CompensationSucceeded: ("event", "saga.compensation_succeeded"),
+    CompensationFailed: ("event", "saga.compensation_failed"),
+    CompensationTimedOut: ("event", "saga.compensation_timed_out"),
+    TimerFired: ("event", "saga.timer_fired"),
+    ResumeRequested: ("event", "saga.resume_requested"),
+    StartSaga: ("command", "saga.start"),
+    ExecuteStep: ("command", "saga.execute_step"),
+    CompensateStep: ("command", "saga.compensate_step"),
+    ScheduleRetry: ("command", "saga.schedule_retry"),
+    AbortSaga: ("command", "saga.abort"),
+    GiveUpCompensation: ("command", "saga.give_up_compensation"),
+    FinishSaga: ("command", "saga.finish"),
+}
+"""Class → (kind, stable type name). Never rename a type name: stored logs use it."""
+
+_BY_NAME: dict[str, type] = {name: cls for cls, (_, name) in TYPE_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message as the event store keeps it (its ``kind``, ``type`` and ``data``)."""
+
+    kind: Kind
+    type: str
+    data: dict[str, Any]
+
+
+def encode(message: Storable) -> Record:
+    """The stored record for ``message``. ``CodecError`` if it is not plain JSON."""
+    entry = TYPE_NAMES.get(type(message))
+    if entry is None:
+        raise CodecError(f"not a saga message: {type(message).__name__}")
+    kind, name = entry
+    data: dict[str, Any] = {}
+    for fname, (to_json, _) in _fields(type(message)).items():
+        value = getattr(message, fname)
+        try:
+            data[fname] = to_json(value)
+        except (TypeError, ValueError) as exc:
+            raise CodecError(f"{name}.{fname}: {exc}") from None
+    return Record(kind, name, data)
+
+
+def decode(kind: str, type_name: str, data: Mapping[str, Any]) -> Storable:
+    """The message a stored record holds. ``CodecError`` for an unknown type, a kind
+    that does not match it, or data with missing, extra or ill-typed fields."""
+    cls = _BY_NAME.get(type_name)
+    if cls is None:
+        raise CodecError(f"unknown record type {type_name!r}")
+    expected_kind = TYPE_NAMES[cls][0]
+    if kind != expected_kind:
+        raise CodecError(f"{type_name} is a {expected_kind}, not a {kind!r}")
+    if not isinstance(data, Mapping):
+        raise CodecError(f"{type_name}: data must be a JSON object, not {type(data).__name__}")
+    fields = _fields(cls)
+    missing = sorted(set(fields) - set(data))
+    extra = sorted(set(data) - set(fields))
+    if missing or extra:
+        raise CodecError(f"{type_name}: missing fields {missing}, unknown fields {extra}")
+    values: dict[str, Any] = {}
+    for fname, (_, from_json) in fields.items():
+        try:
+            values[fname] = from_json(data[fname])
+        except (TypeError, ValueError) as exc:
+            raise CodecError(f"{type_name}.{fname}: {exc}") from None
+    message: Storable = cls(**values)
+    return message
+
+
+# --- field converters, derived once per class from its annotations --------------------
+
+Converter = Callable[[Any], Any]
+_CACHE: dict[type, dict[str, tuple[Converter, Converter]]] = {}
+
+
+def _fields(cls: type) -> dict[str, tuple[Converter, Converter]]:
+    cached = _CACHE.get(cls)
+    if cached is None:
+        hints = typing.get_type_hints(cls)
+        cached = {f.name: _converters(hints[f.name]) for f in dataclasses.fields(cls)}
+        _CACHE[cls] = cached
+    return cached
+
+
+def _converters(hint: Any) -> tuple[Converter, Converter]:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        to_json, from_json = _converters(inner)
+        return (
+            lambda v: None if v is None else to_json(v),
+            lambda v: None if v is None else from_json(v),
+        )
+    if hint is str:
+        return _expect(str), _expect(str)
+    if hint is bool:
+        return _expect(bool), _expect(bool)
+    if hint is int:
+        return _int, _int
+    if hint is float:
+        return _float, _float
+    if hint is SagaStatus:
+        return lambda v: SagaStatus(v).value, SagaStatus
+    if typing.get_origin(hint) is Mapping:
+        return _object, _object
+    raise TypeError(f"no codec for {hint!r}")  # pragma: no cover - a new field type
+
+
+def _expect(t: type) -> Converter:
+    def check(value: Any) -> Any:
+        if type(value) is not t:
+            raise TypeError(f"expected {t.__name__}, got {type(value).__name__}")
+        return value
+
+    return check
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected int, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not valid JSON")
+    return float(value)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return {k: _json(v, k) for k, v in _items(value)}
+
+
+def _items(value: Mapping[Any, Any]) -> list[tuple[str, Any]]:
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"object key {key!r} is not a string")
+    return list(value.items())
+
+
+def _json(value: Any, path: str) -> Any:
+    t = type(value)
+    if value is None or t is str or t is bool or t is int:
+        return value
+    if t is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: {value!r} is not valid JSON")
+        return value
+    if t is list:
+        return [_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {k: _json(v, f"{path}.{k}") for k, v in _items(value)}
+    raise TypeError(f"{path}: {t.__name__} is not plain JSON")

@@ -1,0 +1,36 @@
+"""Calling a step function, sync or async, the way the step workers do."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import StepResultError
+from ._workflow import StepFunction
+
+__all__ = ["call_step"]
+
+
+async def call_step(fn: StepFunction, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Call ``fn`` with a private deep copy of ``data``; await the result if it is
+    awaitable (``async def`` steps); return it as a new ``dict``.
+
+    ``None`` means "no output" (``{}``). Anything that is not a mapping raises
+    ``StepResultError`` (non-retryable). Exceptions from ``fn`` propagate unchanged: the
+    worker maps ``StepError(retryable=...)`` and any other exception (retryable) to
+    ``StepFailed``. The copy keeps a step that mutates its input from changing the
+    saga's recorded data.
+    """
+    result = fn(copy.deepcopy(dict(data)))
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None:
+        return {}
+    if not isinstance(result, Mapping):
+        name = getattr(fn, "__name__", repr(fn))
+        raise StepResultError(
+            f"{name} returned {type(result).__name__}; a step returns a dict (or None)"
+        )
+    return dict(result)
