@@ -11,16 +11,50 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 from typing import Any
 
 _GENESIS_PREFIX = b"eventstore.genesis\x00"
 
 
-def canonical_json(value: Any) -> str:
-    """Canonical JSON text: sorted keys, no whitespace, non-ASCII kept, no NaN/Infinity."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _not_serialisable(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder that JSONEncoder.encode builds afresh on every call, built once. Without
+# a markers dict it does not look for cycles: callers reject those first (orjson does).
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    _MAKE_ENCODER(
+        None,
+        _not_serialisable,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        True,
+        False,
+        False,
     )
+    if _MAKE_ENCODER is not None
+    else None
+)
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON text: sorted keys, no whitespace, non-ASCII kept, no NaN/Infinity.
+
+    Exactly the text of ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)``.
+    """
+    if _C_ENCODE is None or isinstance(value, str):
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def genesis_hash(stream_id: str) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from ._errors import EventStoreError
+from ._sessions import DriverSession, PostgresSession, SqliteSession
 
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -23,6 +24,12 @@ class Dialect:
     name: Literal["sqlite", "postgresql"]
     in_memory: bool
     """A SQLite ``:memory:`` database: one connection, every use serialised."""
+
+    def driver_session(self, driver_connection: Any) -> DriverSession:
+        """The group-commit writer's statements on this database's driver connection."""
+        if self.name == "postgresql":
+            return PostgresSession(driver_connection, _PG_WRITE_LOCK_KEY)
+        return SqliteSession(driver_connection)
 
     async def lock_for_write(self, conn: AsyncConnection) -> None:
         """Serialise writers, so global positions are assigned in commit order.

@@ -19,21 +19,14 @@ from ._errors import StorageError, StoreClosedError
 from ._migrations import LATEST_VERSION, apply_migrations, check_version, schema_version
 from ._records import AppendResult, ExpectedVersion, NewRecord, Record
 from ._schema import records
+from ._sessions import DriverSession, WriteConflict
 from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
 from ._verify import ChainVerifier, VerifyReport
 from ._writer import GroupCommitWriter, PendingAppend, WriterStats
 
-_COLUMNS = (
-    records.c.position,
-    records.c.stream_id,
-    records.c.version,
-    records.c.kind,
-    records.c.type,
-    records.c.data,
-    records.c.metadata,
-    records.c.recorded_at,
-    records.c.prev_hash,
-    records.c.hash,
+_SELECT = (
+    "SELECT position, stream_id, version, kind, type, data, metadata, recorded_at, "
+    "prev_hash, hash FROM records"
 )
 
 
@@ -80,12 +73,9 @@ class EventStore:
         self._gate: asyncio.Lock | None = asyncio.Lock() if self._dialect.in_memory else None
         self._committed = asyncio.Event()
         self._writer = GroupCommitWriter(
-            self._write_connection,
-            self._dialect.lock_for_write,
-            clock,
-            self._notify,
-            max_batch_records=max_batch_records,
+            self._write_session, clock, self._notify, max_batch_records=max_batch_records
         )
+        self._writer_conn: AsyncConnection | None = None
         self._closed = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -124,6 +114,8 @@ class EventStore:
             return
         self._closed = True
         await self._writer.close()
+        if self._writer_conn is not None:
+            await self._writer_conn.close()
         self._notify()
         await self._engine.dispose()
 
@@ -155,6 +147,25 @@ class EventStore:
     def stats(self) -> WriterStats:
         """What the writer has committed so far (appends, records, transactions)."""
         return self._writer.stats
+
+    @asynccontextmanager
+    async def _write_session(self) -> AsyncIterator[DriverSession]:
+        """The writer's dedicated connection, reconnected after a failure."""
+        gate = self._gate or _NO_GATE
+        async with gate:
+            if self._writer_conn is None:
+                self._writer_conn = await self._engine.connect()
+            conn = self._writer_conn
+            try:
+                raw = await conn.get_raw_connection()
+                yield self._dialect.driver_session(raw.driver_connection)
+            except WriteConflict:
+                raise
+            except BaseException:
+                self._writer_conn = None
+                await conn.invalidate()
+                await conn.close()
+                raise
 
     def _notify(self) -> None:
         self._committed.set()
@@ -190,28 +201,24 @@ class EventStore:
         self, stream_id: str, from_version: int = 1, limit: int | None = None
     ) -> list[Record]:
         """The records of ``stream_id`` from ``from_version`` on, in version order."""
-        query = (
-            select(*_COLUMNS)
-            .where(records.c.stream_id == stream_id, records.c.version >= from_version)
-            .order_by(records.c.version)
-        )
+        sql = _SELECT + " WHERE stream_id = %s AND version >= %s ORDER BY version"
+        params: tuple[Any, ...] = (stream_id, from_version)
         if limit is not None:
-            query = query.limit(limit)
-        async with self._connection() as conn:
-            result = await conn.execute(query)
-            return _records(result.all())
+            sql, params = sql + " LIMIT %s", (*params, limit)
+        return await self._fetch_records(sql, params)
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
         """Records of every stream with a position after ``after_position``, in commit order."""
-        query = (
-            select(*_COLUMNS)
-            .where(records.c.position > after_position)
-            .order_by(records.c.position)
-            .limit(limit)
-        )
+        sql = _SELECT + " WHERE position > %s ORDER BY position LIMIT %s"
+        return await self._fetch_records(sql, (after_position, limit))
+
+    async def _fetch_records(self, template: str, params: tuple[Any, ...]) -> list[Record]:
+        # Straight to the driver: for bulk reads SQLAlchemy's row processing costs more
+        # than the decoding we must do anyway.
         async with self._connection() as conn:
-            result = await conn.execute(query)
-            return _records(result.all())
+            raw = await conn.get_raw_connection()
+            session = self._dialect.driver_session(raw.driver_connection)
+            return _records(await session.fetch(session.sql(template), *params))
 
     async def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last record; 0 when the stream does not exist."""

@@ -6,11 +6,12 @@ task, so a bad append is refused whole and never half-written.
 
 from __future__ import annotations
 
-import json
-
-import orjson
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import orjson
 
 from ._canonical import canonical_json
 from ._errors import InvalidRecordError
@@ -31,8 +32,7 @@ class Limits:
     """Most records in one append call."""
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedRecord:
+class PreparedRecord(NamedTuple):
     """A validated record, serialised to the canonical JSON parts of its hash body."""
 
     kind: str
@@ -68,7 +68,14 @@ def check_expected_version(expected: object) -> ExpectedVersion:
     return expected
 
 
+@lru_cache(maxsize=4096)
+def _json_string(value: str) -> str:
+    return canonical_json(value)
+
+
 def _json_object(value: object, what: str) -> str:
+    if not value and isinstance(value, Mapping):
+        return "{}"
     if not isinstance(value, Mapping):
         raise InvalidRecordError(
             f"{what} must be a JSON object (a mapping), got {type(value).__name__}"
@@ -118,7 +125,9 @@ def prepare_records(
             )
         data_json = _json_object(record.data, f"{where}: data")
         metadata_json = _json_object(record.metadata, f"{where}: metadata")
-        size = len(data_json.encode("utf-8")) + len(metadata_json.encode("utf-8"))
+        size = len(data_json) + len(metadata_json)
+        if size * 4 > limits.max_record_bytes:  # UTF-8 takes at most 4 bytes a character
+            size = len(data_json.encode("utf-8")) + len(metadata_json.encode("utf-8"))
         if size > limits.max_record_bytes:
             raise InvalidRecordError(
                 f"{where} is {size} bytes (data + metadata); "
@@ -130,8 +139,8 @@ def prepare_records(
                 type=record.type,
                 data_json=data_json,
                 metadata_json=metadata_json,
-                kind_json=json.dumps(record.kind),
-                type_json=json.dumps(record.type, ensure_ascii=False),
+                kind_json=_json_string(record.kind),
+                type_json=_json_string(record.type),
             )
         )
     return prepared

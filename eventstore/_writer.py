@@ -13,25 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from ._canonical import body_json, chain_hash, genesis_hash
 from ._errors import ConcurrencyError, EventStoreError, StorageError, StoreClosedError
 from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion
-from ._schema import records
+from ._sessions import DriverSession, Head, WriteConflict
 from ._validation import PreparedRecord
 
 logger = logging.getLogger("eventstore")
-
-Head = tuple[int, str]
-"""A stream's last version and hash."""
 
 
 @dataclass(slots=True)
@@ -69,42 +62,19 @@ def _expected_matches(expected: ExpectedVersion, actual: int) -> bool:
     return expected == actual
 
 
-async def read_heads(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, Head]:
-    """The last version and hash of each stream that exists."""
-    wanted = list(stream_ids)
-    heads: dict[str, Head] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        latest = (
-            select(records.c.stream_id, func.max(records.c.version).label("version"))
-            .where(records.c.stream_id.in_(chunk))
-            .group_by(records.c.stream_id)
-            .subquery()
-        )
-        query = select(records.c.stream_id, records.c.version, records.c.hash).join(
-            latest,
-            and_(records.c.stream_id == latest.c.stream_id, records.c.version == latest.c.version),
-        )
-        for stream_id, version, hash_ in await conn.execute(query):
-            heads[stream_id] = (int(version), str(hash_))
-    return heads
-
-
 class GroupCommitWriter:
     """The single writer of one store."""
 
     def __init__(
         self,
-        connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
-        lock_for_write: Callable[[AsyncConnection], Awaitable[None]],
+        open_session: Callable[[], AbstractAsyncContextManager[DriverSession]],
         clock: Callable[[], datetime],
         on_commit: Callable[[], None],
         *,
         max_batch_records: int = 512,
         max_cached_heads: int = 100_000,
     ) -> None:
-        self._connect = connect
-        self._lock_for_write = lock_for_write
+        self._open_session = open_session
         self._clock = clock
         self._on_commit = on_commit
         self._max_batch = max_batch_records
@@ -159,7 +129,7 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[PendingAppend]) -> None:
         try:
             outcomes = await self._write(batch, trust_cache=True)
-        except IntegrityError:
+        except WriteConflict:
             # Another process wrote to one of these streams: our cached heads are stale.
             logger.info(
                 "stale stream heads in a batch of %d appends; retrying each alone", len(batch)
@@ -178,7 +148,7 @@ class GroupCommitWriter:
         for _ in range(3):
             try:
                 outcomes = await self._write([pending], trust_cache=False)
-            except IntegrityError:
+            except WriteConflict:
                 self._heads.pop(pending.stream_id, None)
                 continue
             except Exception as exc:
@@ -230,13 +200,8 @@ class GroupCommitWriter:
     async def _write(
         self, batch: list[PendingAppend], *, trust_cache: bool
     ) -> list[AppendResult | ConcurrencyError]:
-        async with self._connect() as conn, conn.begin():
-            await self._lock_for_write(conn)
-            position = int(
-                (
-                    await conn.execute(select(func.coalesce(func.max(records.c.position), 0)))
-                ).scalar_one()
-            )
+        async with self._open_session() as session, session.transaction():
+            position = await session.max_position()
             base: dict[str, Head] = {}
             verified: set[str] = set()
             lookup: set[str] = set()
@@ -250,7 +215,7 @@ class GroupCommitWriter:
                     lookup.add(sid)
             for _ in range(2):
                 if lookup:
-                    found = await read_heads(conn, lookup)
+                    found = await session.heads(sorted(lookup))
                     for sid in lookup:
                         base[sid] = found.get(sid, (0, genesis_hash(sid)))
                     verified |= lookup
@@ -259,7 +224,7 @@ class GroupCommitWriter:
                     break
                 lookup = stale
             if rows:
-                await conn.execute(records.insert(), rows)
+                await session.insert(rows)
         return outcomes
 
     def _plan(
@@ -268,12 +233,12 @@ class GroupCommitWriter:
         base: dict[str, Head],
         verified: set[str],
         position: int,
-    ) -> tuple[set[str], list[dict[str, object]], list[AppendResult | ConcurrencyError]]:
+    ) -> tuple[set[str], list[tuple[object, ...]], list[AppendResult | ConcurrencyError]]:
         """Decide every append of the batch in order; pure but for reading the clock."""
         heads = dict(base)
         touched: set[str] = set()
         stale: set[str] = set()
-        rows: list[dict[str, object]] = []
+        rows: list[tuple[object, ...]] = []
         outcomes: list[AppendResult | ConcurrencyError] = []
         recorded_at = _format_time(self._clock())
         for pending in batch:
@@ -300,18 +265,18 @@ class GroupCommitWriter:
                 )
                 hash_ = chain_hash(prev_hash, body)
                 rows.append(
-                    {
-                        "position": position,
-                        "stream_id": sid,
-                        "version": version,
-                        "kind": record.kind,
-                        "type": record.type,
-                        "data": record.data_json,
-                        "metadata": record.metadata_json,
-                        "recorded_at": recorded_at,
-                        "prev_hash": prev_hash,
-                        "hash": hash_,
-                    }
+                    (
+                        position,
+                        sid,
+                        version,
+                        record.kind,
+                        record.type,
+                        record.data_json,
+                        record.metadata_json,
+                        recorded_at,
+                        prev_hash,
+                        hash_,
+                    )
                 )
                 prev_hash = hash_
             heads[sid] = (version, prev_hash)

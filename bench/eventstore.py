@@ -1,0 +1,216 @@
+"""Event-store throughput beside raw SQLAlchemy doing the same inserts and selects.
+
+Run by hand:  python bench/eventstore.py [--backend sqlite|postgres|both] [--rounds 3]
+
+Prints the median of each figure over the rounds, and the ratio to raw SQLAlchemy
+(Core, same engine settings, same rows) measured in the same run:
+- 1 event per append, sequential (raw: one INSERT + COMMIT per row)
+- 1 event per append from 100 concurrent writers (raw: 100 tasks, one transaction per
+  row, serialised on one connection as SQLite must)
+- 100 events per append (raw: executemany of 100 rows per transaction)
+- reads of a 10,000-event stream (raw: the same SELECT, rows fetched, no decoding)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import select
+
+from eventstore import NO_STREAM, EventStore, NewRecord
+from eventstore._schema import records
+
+PAYLOAD = {"step": "charge_payment", "attempt": 1, "output": {"amount": 42.5, "ok": True}}
+META = {"correlation_id": "c0ffee", "actor": "bench"}
+
+
+def new(n: int) -> NewRecord:
+    return NewRecord("event", "saga.step_succeeded", {**PAYLOAD, "n": n}, META)
+
+
+class Run:
+    def __init__(self, url_factory: Callable[[], Awaitable[str]]) -> None:
+        self.url_factory = url_factory
+
+    async def fresh(self) -> EventStore:
+        return await EventStore.open(await self.url_factory())
+
+
+def raw_row(position: int, stream: str, version: int) -> dict[str, Any]:
+    return {
+        "position": position,
+        "stream_id": stream,
+        "version": version,
+        "kind": "event",
+        "type": "saga.step_succeeded",
+        "data": '{"n":1}',
+        "metadata": "{}",
+        "recorded_at": "2026-12-01T00:00:00.000000Z",
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+    }
+
+
+async def store_sequential(run: Run, n: int = 2000) -> float:
+    store = await run.fresh()
+    start = time.perf_counter()
+    for i in range(n):
+        await store.append("seq", [new(i)], i)
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return n / elapsed
+
+
+async def store_concurrent(run: Run, writers: int = 100, per_writer: int = 200) -> float:
+    store = await run.fresh()
+
+    async def writer(w: int) -> None:
+        for i in range(per_writer):
+            await store.append(f"w{w}", [new(i)], i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return writers * per_writer / elapsed
+
+
+async def store_batches(run: Run, calls: int = 200, size: int = 100) -> float:
+    store = await run.fresh()
+    start = time.perf_counter()
+    for c in range(calls):
+        await store.append("batch", [new(i) for i in range(size)], c * size)
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return calls * size / elapsed
+
+
+async def store_reads(run: Run, n: int = 10_000, repeat: int = 5) -> float:
+    store = await run.fresh()
+    await store.append("big", [new(i) for i in range(n)], NO_STREAM)
+    rates = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        got = await store.read_stream("big")
+        rates.append(len(got) / (time.perf_counter() - start))
+    await store.close()
+    return statistics.median(rates)
+
+
+async def raw_sequential(run: Run, n: int = 2000) -> float:
+    store = await run.fresh()  # for its schema and engine settings only
+    engine = store._engine
+    start = time.perf_counter()
+    for i in range(n):
+        async with engine.begin() as conn:
+            await conn.execute(records.insert(), [raw_row(i + 1, "seq", i + 1)])
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return n / elapsed
+
+
+async def raw_concurrent(run: Run, writers: int = 100, per_writer: int = 200) -> float:
+    store = await run.fresh()
+    engine = store._engine
+    lock = asyncio.Lock()
+    counter = iter(range(1, writers * per_writer + 1))
+
+    async def writer(w: int) -> None:
+        for i in range(per_writer):
+            async with lock, engine.begin() as conn:
+                await conn.execute(records.insert(), [raw_row(next(counter), f"w{w}", i + 1)])
+
+    start = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return writers * per_writer / elapsed
+
+
+async def raw_batches(run: Run, calls: int = 200, size: int = 100) -> float:
+    store = await run.fresh()
+    engine = store._engine
+    start = time.perf_counter()
+    for c in range(calls):
+        rows = [raw_row(c * size + i + 1, "batch", c * size + i + 1) for i in range(size)]
+        async with engine.begin() as conn:
+            await conn.execute(records.insert(), rows)
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return calls * size / elapsed
+
+
+async def raw_reads(run: Run, n: int = 10_000, repeat: int = 5) -> float:
+    store = await run.fresh()
+    await store.append("big", [new(i) for i in range(n)], NO_STREAM)
+    query = select(*records.c).where(records.c.stream_id == "big").order_by(records.c.version)
+    rates = []
+    for _ in range(repeat):
+        async with store._engine.connect() as conn:
+            start = time.perf_counter()
+            rows = (await conn.execute(query)).all()
+            rates.append(len(rows) / (time.perf_counter() - start))
+    await store.close()
+    return statistics.median(rates)
+
+
+CASES = [
+    ("append, 1 event/call, sequential", store_sequential, raw_sequential),
+    ("append, 1 event/call, 100 concurrent writers", store_concurrent, raw_concurrent),
+    ("append, 100 events/call", store_batches, raw_batches),
+    ("read a 10,000-event stream", store_reads, raw_reads),
+]
+
+
+async def bench(name: str, run: Run, rounds: int) -> None:
+    print(f"\n== {name} (median of {rounds} rounds, events/s)")
+    print(f"{'case':<48}{'eventstore':>12}{'raw SQLAlchemy':>16}{'ratio':>8}")
+    for label, ours, raw in CASES:
+        mine = statistics.median([await ours(run) for _ in range(rounds)])
+        base = statistics.median([await raw(run) for _ in range(rounds)])
+        print(f"{label:<48}{mine:>12,.0f}{base:>16,.0f}{mine / base:>8.2f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.backend in ("sqlite", "both"):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-es-"))
+        counter = iter(range(10**6))
+
+        async def sqlite_url() -> str:
+            return f"sqlite:///{tmp / f'db{next(counter)}.sqlite'}"
+
+        await bench("SQLite file (WAL, synchronous=FULL)", Run(sqlite_url), args.rounds)
+    if args.backend in ("postgres", "both"):
+        from tests.servers import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+        numbers = iter(range(10**6))
+
+        async def pg_url() -> str:
+            return server.create_database(f"bench_{next(numbers)}")
+
+        try:
+            await bench("PostgreSQL (local, fsync off)", Run(pg_url), args.rounds)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,141 @@
+"""Hot paths spoken straight to the async driver: the writer's batches and bulk reads.
+
+Group commit spends its time in round trips: through SQLAlchemy's adapter each
+statement costs several thread hops on aiosqlite (measured: 1.7 ms a 100-record batch
+against 0.75 ms on the driver). The writer therefore keeps one dedicated connection,
+checked out of SQLAlchemy's pool, and talks to its driver connection directly for the
+four statements of a batch. Everything else (schema, migrations, reads) goes through
+SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+Head = tuple[int, str]
+"""A stream's last version and hash."""
+
+_INSERT_COLUMNS = (
+    "position, stream_id, version, kind, type, data, metadata, recorded_at, prev_hash, hash"
+)
+_MAX_POSITION = "SELECT COALESCE(MAX(position), 0) FROM records"
+
+
+class WriteConflict(Exception):
+    """The database refused a batch for a uniqueness violation: a head cache was stale."""
+
+
+class DriverSession(Protocol):
+    placeholder: str
+    """``?`` or ``$``: how this driver numbers query parameters (see ``sql()``)."""
+
+    def sql(self, template: str) -> str:
+        """``template`` with each ``%s`` replaced by this driver's parameter marker."""
+
+    async def fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query, as plain tuples."""
+
+    def transaction(self) -> Any:
+        """An async context manager: BEGIN with the write lock; COMMIT, or ROLLBACK."""
+
+    async def max_position(self) -> int: ...
+
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]: ...
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+
+def _heads_sql(count: int, placeholder: Iterable[str]) -> str:
+    marks = ", ".join(placeholder)
+    return (
+        "SELECT r.stream_id, r.version, r.hash FROM records r JOIN ("
+        f"SELECT stream_id, MAX(version) AS v FROM records WHERE stream_id IN ({marks}) "
+        "GROUP BY stream_id) m ON r.stream_id = m.stream_id AND r.version = m.v"
+    )
+
+
+class SqliteSession:
+    """aiosqlite, in autocommit mode: the session emits BEGIN IMMEDIATE itself."""
+
+    placeholder = "?"
+
+    def __init__(self, driver: Any) -> None:
+        self._db = driver
+        self._insert = f"INSERT INTO records ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    def sql(self, template: str) -> str:
+        return template.replace("%s", "?")
+
+    async def fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return list(await self._db.execute_fetchall(sql, params))
+
+    async def max_position(self) -> int:
+        async with self._db.execute(_MAX_POSITION) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0])
+
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]:
+        sql = _heads_sql(len(stream_ids), ("?" for _ in stream_ids))
+        async with self._db.execute(sql, tuple(stream_ids)) as cursor:
+            return {sid: (int(v), str(h)) for sid, v, h in await cursor.fetchall()}
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            await self._db.executemany(self._insert, rows)
+        except sqlite3.IntegrityError as exc:
+            raise WriteConflict(str(exc)) from exc
+
+
+class PostgresSession:
+    """asyncpg: a transaction holding an advisory lock, so positions follow commit order."""
+
+    placeholder = "$"
+
+    def __init__(self, driver: Any, lock_key: int) -> None:
+        self._db = driver
+        self._lock_key = lock_key
+        marks = ", ".join(f"${i}" for i in range(1, 11))
+        self._insert = f"INSERT INTO records ({_INSERT_COLUMNS}) VALUES ({marks})"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        async with self._db.transaction():
+            # Held until the commit is visible: position N+1 is never seen before N.
+            await self._db.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+            yield
+
+    def sql(self, template: str) -> str:
+        parts = template.split("%s")
+        return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+    async def fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self._db.fetch(sql, *params)]
+
+    async def max_position(self) -> int:
+        return int(await self._db.fetchval(_MAX_POSITION))
+
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]:
+        sql = _heads_sql(len(stream_ids), (f"${i}" for i in range(1, len(stream_ids) + 1)))
+        rows = await self._db.fetch(sql, *stream_ids)
+        return {row[0]: (int(row[1]), str(row[2])) for row in rows}
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        import asyncpg
+
+        try:
+            await self._db.executemany(self._insert, rows)
+        except asyncpg.UniqueViolationError as exc:
+            raise WriteConflict(str(exc)) from exc

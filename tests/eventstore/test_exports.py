@@ -1,0 +1,34 @@
+"""The public names of the package, pinned: a change here is a change of the API."""
+
+import eventstore
+
+
+def test_exported_names() -> None:
+    assert eventstore.__all__ == [
+        "ANY",
+        "NO_STREAM",
+        "SCHEMA_VERSION",
+        "AppendResult",
+        "BrokenRecord",
+        "ConcurrencyError",
+        "EventStore",
+        "EventStoreError",
+        "ExpectedVersion",
+        "InvalidRecordError",
+        "Limits",
+        "NewRecord",
+        "Record",
+        "SchemaError",
+        "SchemaOutdatedError",
+        "SchemaTooNewError",
+        "StorageError",
+        "StoreClosedError",
+        "VerifyReport",
+        "WriterStats",
+        "canonical_json",
+        "genesis_hash",
+        "record_hash",
+        "verify_records",
+    ]
+    for name in eventstore.__all__:
+        assert getattr(eventstore, name) is not None
