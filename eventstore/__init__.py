@@ -12,7 +12,7 @@ from ._errors import (
     StoreClosedError,
 )
 from ._migrations import LATEST_VERSION as SCHEMA_VERSION
-from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewRecord, Record
+from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._store import EventStore
 from ._validation import Limits
 from ._verify import BrokenRecord, VerifyReport, record_hash, verify_records
@@ -37,6 +37,7 @@ __all__ = [
     "SchemaTooNewError",
     "StorageError",
     "StoreClosedError",
+    "StreamInfo",
     "VerifyReport",
     "WriterStats",
     "canonical_json",

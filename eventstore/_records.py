@@ -60,3 +60,11 @@ class AppendResult:
     first_position: int
     last_position: int
     last_hash: str
+
+
+class StreamInfo(NamedTuple):
+    """A stream's head: its id, its version, and the type of its last record."""
+
+    stream_id: str
+    version: int
+    last_type: str

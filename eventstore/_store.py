@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ._dialects import SqliteSynchronous, create_engine
 from ._errors import StorageError, StoreClosedError
 from ._migrations import LATEST_VERSION, apply_migrations, check_version, schema_version
-from ._records import AppendResult, ExpectedVersion, NewRecord, Record
+from ._records import AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._schema import records
 from ._sessions import DriverSession, WriteConflict
 from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
@@ -207,10 +207,26 @@ class EventStore:
             sql, params = sql + " LIMIT %s", (*params, limit)
         return await self._fetch_records(sql, params)
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Record]:
-        """Records of every stream with a position after ``after_position``, in commit order."""
-        sql = _SELECT + " WHERE position > %s ORDER BY position LIMIT %s"
-        return await self._fetch_records(sql, (after_position, limit))
+    async def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        *,
+        types: Collection[str] | None = None,
+    ) -> list[Record]:
+        """Records of every stream after ``after_position``, in commit order.
+
+        ``types`` keeps only records of those types (a projection that needs few).
+        """
+        sql = _SELECT + " WHERE position > %s"
+        params: list[Any] = [after_position]
+        if types is not None:
+            wanted = sorted(set(types))
+            if not wanted:
+                return []
+            sql += f" AND type IN ({', '.join('%s' for _ in wanted)})"
+            params += wanted
+        return await self._fetch_records(sql + " ORDER BY position LIMIT %s", (*params, limit))
 
     async def _fetch_records(self, template: str, params: tuple[Any, ...]) -> list[Record]:
         # Straight to the driver: for bulk reads SQLAlchemy's row processing costs more
@@ -233,22 +249,43 @@ class EventStore:
             found = await conn.execute(select(func.max(records.c.position)))
             return int(found.scalar_one() or 0)
 
-    async def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int]]:
-        """(stream_id, version) of the streams whose id starts with ``prefix``."""
-        query = (
-            select(records.c.stream_id, func.max(records.c.version))
+    async def streams(
+        self, prefix: str = "", *, after: str = "", limit: int = 1000
+    ) -> list[StreamInfo]:
+        """The streams whose id starts with ``prefix``, in id order, after ``after``.
+
+        Each with its version and the type of its last record. Page with
+        ``after=page[-1].stream_id``.
+        """
+        heads = (
+            select(records.c.stream_id, func.max(records.c.version).label("version"))
+            .where(records.c.stream_id > after)
             .group_by(records.c.stream_id)
-            .order_by(records.c.stream_id)
-            .limit(limit)
         )
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(records.c.stream_id.like(escaped + "%", escape="\\"))
+            heads = heads.where(records.c.stream_id.like(escaped + "%", escape="\\"))
+        latest = heads.subquery()
+        query = (
+            select(records.c.stream_id, records.c.version, records.c.type)
+            .join(
+                latest,
+                (records.c.stream_id == latest.c.stream_id)
+                & (records.c.version == latest.c.version),
+            )
+            .order_by(records.c.stream_id)
+            .limit(limit)
+        )
         async with self._connection() as conn:
-            return [(row[0], int(row[1])) for row in await conn.execute(query)]
+            return [StreamInfo(row[0], int(row[1]), row[2]) for row in await conn.execute(query)]
 
     async def subscribe(
-        self, after_position: int = 0, *, batch_size: int = 500, poll_interval: float = 0.25
+        self,
+        after_position: int = 0,
+        *,
+        types: Collection[str] | None = None,
+        batch_size: int = 500,
+        poll_interval: float = 0.25,
     ) -> AsyncIterator[Record]:
         """Every record after ``after_position``: first the history, then live, forever.
 
@@ -259,7 +296,7 @@ class EventStore:
         position = after_position
         while True:
             committed = self._committed
-            page = await self.read_all(position, batch_size)
+            page = await self.read_all(position, batch_size, types=types)
             for record in page:
                 yield record
                 position = record.position

@@ -104,8 +104,27 @@ async def test_streams_lists_ids_by_prefix(store: EventStore) -> None:
     await store.append("saga-2", [ev(1)], NO_STREAM)
     await store.append("sagax_3", [ev(1)], NO_STREAM)
     await store.append("other", [ev(1)], NO_STREAM)
-    assert await store.streams("saga-") == [("saga-1", 2), ("saga-2", 1)]
-    assert len(await store.streams()) == 4
+    await store.append("saga-1", [NewRecord("command", "finish", {})], 2)
+    assert await store.streams("saga-") == [
+        ("saga-1", 3, "finish"),
+        ("saga-2", 1, "thing.happened"),
+    ]
+    assert [s.stream_id for s in await store.streams()] == ["other", "saga-1", "saga-2", "sagax_3"]
+    page = await store.streams(after="saga-1", limit=1)
+    assert [s.stream_id for s in page] == ["saga-2"]
+
+
+async def test_read_all_and_subscribe_can_keep_only_some_types(store: EventStore) -> None:
+    await store.append("a", [ev(1, "keep"), ev(2, "drop"), ev(3, "keep")], NO_STREAM)
+    await store.append("b", [ev(4, "other")], NO_STREAM)
+    assert [r.data["n"] for r in await store.read_all(types=["keep", "other"])] == [1, 3, 4]
+    assert await store.read_all(types=[]) == []
+    seen = []
+    async for record in store.subscribe(0, types={"keep"}, batch_size=1, poll_interval=0.01):
+        seen.append(record.data["n"])
+        if len(seen) == 2:
+            break
+    assert seen == [1, 3]
 
 
 async def test_subscription_catches_up_goes_live_and_resumes_without_gap(

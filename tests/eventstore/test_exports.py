@@ -23,6 +23,7 @@ def test_exported_names() -> None:
         "SchemaTooNewError",
         "StorageError",
         "StoreClosedError",
+        "StreamInfo",
         "VerifyReport",
         "WriterStats",
         "canonical_json",
