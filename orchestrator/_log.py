@@ -1,0 +1,107 @@
+"""A saga's stream in the event store: naming, encoding, loading, a cache of states.
+
+Each saga is one stream, ``saga-<saga_id>``. Its records are the codec's (kind, type,
+data) with metadata naming the saga and what caused the record. The engine keeps the
+states it has folded recently, keyed by saga id with the stream version they stand
+for; a miss, or a ``ConcurrencyError`` (someone else wrote), reloads from the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from eventstore import NO_STREAM, AppendResult, EventStore, ExpectedVersion, NewRecord, Record
+
+from ._codec import Storable, decode, encode
+from ._commands import StartSaga
+from ._core import Message, evolve
+from ._state import SagaState
+
+STREAM_PREFIX = "saga-"
+
+
+def stream_of(saga_id: str) -> str:
+    return STREAM_PREFIX + saga_id
+
+
+def saga_of(stream_id: str) -> str:
+    return stream_id[len(STREAM_PREFIX):]
+
+
+def to_record(message: Storable, causation_id: str | None = None) -> NewRecord:
+    record = encode(message)
+    metadata: dict[str, Any] = {"saga_id": message.saga_id, "correlation_id": message.saga_id}
+    if causation_id is not None:
+        metadata["causation_id"] = causation_id
+    return NewRecord(record.kind, record.type, record.data, metadata)
+
+
+def from_record(record: Record) -> Storable:
+    return decode(record.kind, record.type, record.data)
+
+
+def fold_records(records: Sequence[Record]) -> SagaState | None:
+    state: SagaState | None = None
+    for record in records:
+        message = from_record(record)
+        if not isinstance(message, StartSaga):
+            state = evolve(state, message)
+    return state
+
+
+class SagaLog:
+    """Loads and appends saga streams, with a bounded cache of folded states."""
+
+    def __init__(self, store: EventStore, *, cache_size: int = 10_000) -> None:
+        self.store = store
+        self._cache: OrderedDict[str, tuple[SagaState | None, int, StartSaga | None]] = (
+            OrderedDict())
+        self._cache_size = cache_size
+
+    def cached(self, saga_id: str) -> SagaState | None:
+        entry = self._cache.get(saga_id)
+        return entry[0] if entry else None
+
+    async def load(self, saga_id: str) -> tuple[SagaState | None, int, StartSaga | None]:
+        """The saga's state (None before SagaStarted), its stream version, and the
+        client's StartSaga request if the stream holds one."""
+        entry = self._cache.get(saga_id)
+        if entry is not None:
+            self._cache.move_to_end(saga_id)
+            return entry
+        records = await self.store.read_stream(stream_of(saga_id))
+        request = None
+        if records:
+            first = from_record(records[0])
+            if isinstance(first, StartSaga):
+                request = first
+        entry = (fold_records(records), len(records), request)
+        self._remember(saga_id, entry)
+        return entry
+
+    def forget(self, saga_id: str) -> None:
+        self._cache.pop(saga_id, None)
+
+    async def append(self, saga_id: str, state: SagaState, messages: Sequence[Message],
+                     expected: ExpectedVersion, causation_id: str | None = None,
+                     request: StartSaga | None = None, *,
+                     with_request: bool = False) -> AppendResult:
+        """Append ``messages`` (whose fold gives ``state``) and cache the new state."""
+        records = [to_record(m, causation_id) for m in messages]
+        if with_request and request is not None:
+            records.insert(0, to_record(request))
+        result = await self.store.append(stream_of(saga_id), records, expected)
+        self._remember(saga_id, (state, result.last_version, request))
+        return result
+
+    def _remember(self, saga_id: str,
+                  entry: tuple[SagaState | None, int, StartSaga | None]) -> None:
+        self._cache[saga_id] = entry
+        self._cache.move_to_end(saga_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+__all__ = ["NO_STREAM", "STREAM_PREFIX", "SagaLog", "fold_records", "saga_of", "stream_of"]

@@ -1,0 +1,76 @@
+"""Durable timers, rebuilt from the log: step deadlines and retry backoffs.
+
+A timer is only a reminder to deliver an event (``StepTimedOut``, ``TimerFired``) at a
+time the core chose; the core ignores one that comes too late to matter, so a timer is
+never cancelled, and after a crash the engine re-arms the ones ``resume`` gives back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+
+from ._clock import Clock
+
+logger = logging.getLogger("orchestrator")
+
+Callback = Callable[[], Awaitable[None]]
+
+
+class TimerQueue:
+    """One task sleeping until the earliest timer, then running its callback."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, Callback]] = []
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def call_at(self, when: float, callback: Callback) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), callback))
+        if self._heap[0][2] is callback:
+            self._changed.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self._heap:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            due = self._heap[0][0]
+            delay = due - self._clock.now()
+            if delay > 0:
+                self._changed.clear()
+                sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+                changed = asyncio.ensure_future(self._changed.wait())
+                try:
+                    await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in (sleeper, changed):
+                        waiter.cancel()
+                continue
+            _, _, callback = heapq.heappop(self._heap)
+            task = asyncio.create_task(self._fire(callback))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _fire(self, callback: Callback) -> None:
+        try:
+            await callback()
+        except Exception:
+            logger.exception("a timer callback failed")
+
+    async def close(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

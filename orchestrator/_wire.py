@@ -1,0 +1,70 @@
+"""What travels on the broker: step commands out to workers, outcomes back.
+
+Payloads are the codec's records (``{"type": …, "data": …}``), so the wire speaks the
+log's language and nothing is ever pickled. Outcomes leave the worker with ``now`` set
+to 0: the engine stamps its own clock on them when it receives them, as the core wants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ._codec import decode, encode
+from ._commands import CompensateStep, ExecuteStep
+from ._errors import CodecError
+from ._events import CompensationFailed, CompensationSucceeded, StepFailed, StepSucceeded
+
+StepCommand = ExecuteStep | CompensateStep
+Outcome = StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Where the engine and its workers meet on the broker."""
+
+    prefix: str = "saga"
+    """Every topic starts with this, so several deployments can share a broker."""
+
+    def steps(self, workflow: str) -> str:
+        """Step and compensation commands for one workflow's workers."""
+        return f"{self.prefix}.steps.{workflow}"
+
+    @property
+    def replies(self) -> str:
+        """Outcomes from the workers to the engine."""
+        return f"{self.prefix}.replies"
+
+
+def command_payload(command: StepCommand) -> dict[str, Any]:
+    record = encode(command)
+    return {"type": record.type, "data": record.data}
+
+
+def outcome_payload(outcome: Outcome) -> dict[str, Any]:
+    record = encode(outcome)
+    return {"type": record.type, "data": record.data}
+
+
+def _decode(payload: dict[str, Any], kind: str) -> Any:
+    type_name, data = payload.get("type"), payload.get("data")
+    if not isinstance(type_name, str) or not isinstance(data, dict):
+        raise CodecError("payload must be an object with 'type' (string) and 'data' (object)")
+    return decode(kind, type_name, data)
+
+
+def parse_command(payload: dict[str, Any]) -> StepCommand:
+    message = _decode(payload, "command")
+    if not isinstance(message, ExecuteStep | CompensateStep):
+        raise CodecError(f"{type(message).__name__} is not a step command")
+    return message
+
+
+def parse_outcome(payload: dict[str, Any], now: float) -> Outcome:
+    message = _decode(payload, "event")
+    if not isinstance(message, StepSucceeded | StepFailed | CompensationSucceeded |
+                      CompensationFailed):
+        raise CodecError(f"{type(message).__name__} is not a step outcome")
+    stamped: Outcome = dataclasses.replace(message, now=now)
+    return stamped

@@ -1,0 +1,171 @@
+"""Step workers: consume step commands, run the workflow's functions, reply.
+
+A worker is stateless: delivery is at least once, so a step may run more than once for
+the same attempt (a redelivery, or a command re-issued after a crash). The engine
+records only the first outcome of an attempt; a step with effects outside should make
+them idempotent with ``current_step().idempotency_key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from brokers import Broker, Message
+
+from ._commands import CompensateStep, ExecuteStep
+from ._errors import CodecError, StepError
+from ._events import CompensationFailed, CompensationSucceeded, StepFailed, StepSucceeded
+from ._steps import call_step
+from ._wire import Outcome, StepCommand, Topics, outcome_payload, parse_command
+from ._workflow import Workflow
+
+logger = logging.getLogger("orchestrator")
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a running step function may want to know about itself."""
+
+    saga_id: str
+    workflow: str
+    step: str
+    attempt: int
+    compensation: bool
+    idempotency_key: str
+    """The command's id (``saga_id:step:attempt``): the same on every redelivery."""
+
+
+_current: contextvars.ContextVar[StepContext] = contextvars.ContextVar("orchestrator_step")
+
+
+def current_step() -> StepContext:
+    """The step being run by this task. Raises LookupError outside a step function."""
+    return _current.get()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker consumes."""
+
+    group: str = "saga-workers"
+    """Consumer group shared by every worker of a deployment."""
+    concurrency: int = 256
+    """Step functions running at once in this worker."""
+    batch_size: int = 64
+    """Messages fetched per read from the broker."""
+    consumer: str | None = None
+    """This worker's name in the group; a unique one by default."""
+
+
+async def run_command(workflow: Workflow, command: StepCommand) -> Outcome:
+    """Run the function a step command names; never raises for the step's own failure."""
+    spec = workflow.steps.get(command.step)
+    compensation = isinstance(command, CompensateStep)
+    fn = None
+    if spec is not None:
+        fn = spec.compensation.action if compensation and spec.compensation else spec.action
+        if compensation and spec.compensation is None:
+            fn = None
+
+    def failed(reason: str, retryable: bool) -> Outcome:
+        if compensation:
+            return CompensationFailed(command.saga_id, command.step, command.attempt, reason,
+                                      retryable, 0.0)
+        return StepFailed(command.saga_id, command.step, command.attempt, reason, retryable,
+                          0.0)
+
+    if fn is None:
+        return failed(f"workflow {workflow.name!r} has no "
+                      f"{'compensation for ' if compensation else ''}step {command.step!r}",
+                      False)
+    token = _current.set(StepContext(command.saga_id, workflow.name, command.step,
+                                     command.attempt, compensation, command.id))
+    try:
+        if command.timeout is not None:
+            output = await asyncio.wait_for(call_step(fn, command.data), command.timeout)
+        else:
+            output = await call_step(fn, command.data)
+    except StepError as exc:
+        return failed(exc.reason, exc.retryable)
+    except TimeoutError:
+        return failed(f"timed out after {command.timeout}s", True)
+    except Exception as exc:
+        return failed(f"{type(exc).__name__}: {exc}", True)
+    finally:
+        _current.reset(token)
+    if compensation:
+        return CompensationSucceeded(command.saga_id, command.step, command.attempt, 0.0)
+    return StepSucceeded(command.saga_id, command.step, command.attempt, output, 0.0)
+
+
+class StepWorker:
+    """Serves the step topics of some workflows until cancelled."""
+
+    def __init__(self, broker: Broker, workflows: Mapping[str, Workflow], *,
+                 topics: Topics | None = None, options: WorkerOptions | None = None) -> None:
+        self._broker = broker
+        self._workflows = dict(workflows)
+        self._topics = topics or Topics()
+        self._options = options or WorkerOptions()
+        self._slots = asyncio.Semaphore(self._options.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(*(self._serve(wf) for wf in self._workflows.values()))
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _serve(self, workflow: Workflow) -> None:
+        options = self._options
+        async for message in self._broker.consume(
+            self._topics.steps(workflow.name), options.group, consumer=options.consumer,
+            batch_size=options.batch_size,
+        ):
+            await self._slots.acquire()
+            task = asyncio.create_task(self._handle(workflow, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _handle(self, workflow: Workflow, message: Message) -> None:
+        try:
+            command = parse_command(message.payload)
+        except CodecError as exc:
+            await self._broker.nack(message, f"not a step command: {exc}", requeue=False)
+            return
+        outcome = await run_command(workflow, command)
+        try:
+            payload = outcome_payload(outcome)
+        except CodecError as exc:  # the step returned something that is not plain JSON
+            outcome = StepFailed(command.saga_id, command.step, command.attempt,
+                                 f"output is not plain JSON: {exc}", False, 0.0)
+            payload = outcome_payload(outcome)
+        headers = _headers(command)
+        try:
+            await self._broker.publish(self._topics.replies, payload, headers=headers)
+        except Exception as exc:
+            logger.warning("could not reply for %s (%s); the command will be redelivered",
+                           command.id, exc)
+            with contextlib.suppress(Exception):
+                await self._broker.nack(message, f"reply failed: {exc}", requeue=True)
+            return
+        await self._broker.acknowledge(message)
+
+
+def _headers(command: ExecuteStep | CompensateStep) -> dict[str, Any]:
+    return {"correlation_id": command.saga_id, "causation_id": command.id,
+            "saga_id": command.saga_id}
