@@ -16,6 +16,7 @@ circuit breaker; driver errors are mapped to :mod:`brokers._errors` at this boun
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -82,8 +83,9 @@ class RedisStreamsBroker(Broker):
         self._where = redis_url or f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
         self._conn_kwargs: dict[str, Any] = {
             "max_connections": max_connections,
-            # A blocking XREADGROUP must never look like a dead socket.
-            "socket_timeout": self.consumer_options.block_time + 10.0,
+            # redis-py 8's own read timeout can swallow a task's cancellation (a
+            # cancelled consumer then hangs); _io applies our timeout instead.
+            "socket_timeout": None,
             "socket_connect_timeout": socket_connect_timeout,
             # One immediate retry re-dials a pooled connection the server dropped;
             # anything longer is the circuit breaker's and the consumer loop's job.
@@ -93,6 +95,8 @@ class RedisStreamsBroker(Broker):
             self._conn_kwargs.update(host=host, port=port, password=password, db=db)
             if ssl:
                 self._conn_kwargs["connection_class"] = aioredis.SSLConnection
+        # A blocking XREADGROUP waits up to block_time; anything longer is a dead server.
+        self._op_timeout = self.consumer_options.block_time + 10.0
         self._client: aioredis.Redis | None = None
         self._circuit = CircuitBreaker(f"redis {self._where}", self.circuit_policy)
         self._groups: set[tuple[str, str]] = set()
@@ -107,7 +111,12 @@ class RedisStreamsBroker(Broker):
     async def _io(self, fn: Callable[[], Awaitable[T]]) -> T:
         async def mapped() -> T:
             try:
-                return await fn()
+                async with asyncio.timeout(self._op_timeout):
+                    return await fn()
+            except TimeoutError as exc:
+                raise BrokerConnectionError(
+                    f"redis at {self._where}: no reply within {self._op_timeout:.1f}s"
+                ) from exc
             except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
                 raise BrokerConnectionError(f"redis at {self._where}: {exc}") from exc
             except rexc.RedisError as exc:
