@@ -40,6 +40,7 @@ from ._events import (
 )
 from ._loader import load_workflow_file, load_workflows
 from ._policy import RetryPolicy, StepKind, StepOptions
+from ._replay import Mismatch, Replay, replay
 from ._state import Failure, Phase, SagaState, SagaStatus, StepState
 from ._steps import call_step
 from ._workflow import CompensationSpec, StepFunction, StepSpec, Workflow
@@ -60,10 +61,12 @@ __all__ = [
     "FinishSaga",
     "GiveUpCompensation",
     "Message",
+    "Mismatch",
     "OrchestratorError",
     "Phase",
     "Reaction",
     "Record",
+    "Replay",
     "ResumeRequested",
     "RetryPolicy",
     "SagaStarted",
@@ -97,6 +100,7 @@ __all__ = [
     "load_workflow_file",
     "load_workflows",
     "react",
+    "replay",
     "resume",
     "start",
 ]

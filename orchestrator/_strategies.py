@@ -1,0 +1,162 @@
+"""Hypothesis strategies: random valid workflows, JSON values, every message type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+from hypothesis import strategies as st
+
+from ._codec import Storable
+from ._commands import (
+    AbortSaga,
+    CompensateStep,
+    ExecuteStep,
+    FinishSaga,
+    GiveUpCompensation,
+    ScheduleRetry,
+    StartSaga,
+)
+from ._events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    CompensationTimedOut,
+    ResumeRequested,
+    SagaStarted,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+    TimerFired,
+)
+from ._policy import RetryPolicy, StepKind
+from ._state import SagaStatus
+from ._workflow import Workflow
+
+__all__ = ["json_objects", "json_values", "messages", "retry_policies", "workflows"]
+
+
+def _noop(data: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def retry_policies(max_attempts: int = 3) -> st.SearchStrategy[RetryPolicy]:
+    """Small finite retry policies (1 to ``max_attempts`` attempts)."""
+    return st.builds(
+        RetryPolicy,
+        max_attempts=st.integers(1, max_attempts),
+        initial_interval=st.sampled_from([0.0, 0.5, 1.0, 5.0]),
+        backoff_coefficient=st.sampled_from([1.0, 2.0, 3.0]),
+        max_interval=st.sampled_from([10.0, 60.0]),
+        jitter=st.sampled_from([0.0, 0.2, 1.0]),
+    )
+
+
+@st.composite
+def workflows(
+    draw: st.DrawFn,
+    min_steps: int = 1,
+    max_steps: int = 30,
+    *,
+    pivots: bool | None = None,
+    name: str = "random",
+) -> Workflow:
+    """Random valid workflows of ``min_steps``..``max_steps`` steps (``s00``, ``s01``…).
+
+    A random DAG (each step depends on up to three earlier ones) with random kinds that
+    respect the rules: with pivots, every compensatable step comes before (is an
+    ancestor of) every pivot; retriable steps go anywhere. ``pivots=None`` draws whether
+    there are any. Built with ``Workflow.from_graph``; the actions do nothing.
+    """
+    n = draw(st.integers(min_steps, max_steps))
+    names = [f"s{i:02d}" for i in range(n)]
+    deps: list[set[int]] = [set()]
+    for i in range(1, n):
+        deps.append(draw(st.sets(st.integers(0, i - 1), max_size=3)))
+    with_pivots = draw(st.booleans()) if pivots is None else pivots
+    kinds: list[StepKind] = []
+    if with_pivots:
+        boundary = draw(st.integers(0, n - 1))
+        for i in range(n):
+            if i < boundary:
+                kinds.append(draw(st.sampled_from([StepKind.COMPENSATABLE, StepKind.RETRIABLE])))
+            elif i == boundary:
+                kinds.append(StepKind.PIVOT)
+            else:
+                kinds.append(draw(st.sampled_from([StepKind.RETRIABLE, StepKind.PIVOT])))
+        compensatable = {i for i in range(n) if kinds[i] is StepKind.COMPENSATABLE}
+        for i in range(n):
+            if kinds[i] is StepKind.PIVOT:
+                deps[i] |= compensatable
+    else:
+        for _ in range(n):
+            kinds.append(draw(st.sampled_from([StepKind.COMPENSATABLE, StepKind.RETRIABLE])))
+    graph = nx.DiGraph()
+    for i, step in enumerate(names):
+        graph.add_node(
+            step,
+            action=_noop,
+            kind=kinds[i],
+            retry=draw(retry_policies()),
+            timeout=draw(st.sampled_from([None, 5.0, 30.0])),
+        )
+        if kinds[i] is StepKind.COMPENSATABLE:
+            comp = f"undo_{step}"
+            graph.add_node(comp, role="compensation", action=_noop, retry=draw(retry_policies()))
+            graph.add_edge(step, comp, kind="compensation")
+        for d in sorted(deps[i]):
+            graph.add_edge(names[d], step, kind="next")
+    return Workflow.from_graph(name, graph)
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+def json_values(max_leaves: int = 10) -> st.SearchStrategy[Any]:
+    """Plain JSON values (no NaN or infinity; lists, not tuples)."""
+    scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _finite | st.text()
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    """Plain JSON objects."""
+    return st.dictionaries(st.text(max_size=8), json_values(), max_size=4)
+
+
+def messages() -> st.SearchStrategy[Storable]:
+    """Any event or command, with arbitrary (valid JSON) field values."""
+    text = st.text(max_size=12)
+    attempt = st.integers(1, 10**6)
+    now = _finite
+    maybe = st.none() | _finite
+    return st.one_of(
+        st.builds(SagaStarted, text, text, json_objects(), text, now),
+        st.builds(StepSucceeded, text, text, attempt, json_objects(), now),
+        st.builds(StepFailed, text, text, attempt, text, st.booleans(), now),
+        st.builds(StepTimedOut, text, text, attempt, now),
+        st.builds(CompensationSucceeded, text, text, attempt, now),
+        st.builds(CompensationFailed, text, text, attempt, text, st.booleans(), now),
+        st.builds(CompensationTimedOut, text, text, attempt, now),
+        st.builds(TimerFired, text, text, attempt, st.booleans(), now),
+        st.builds(ResumeRequested, text, now),
+        st.builds(StartSaga, text, text, json_objects()),
+        st.builds(ExecuteStep, text, text, text, text, attempt, json_objects(), maybe, maybe),
+        st.builds(CompensateStep, text, text, text, text, attempt, json_objects(), maybe, maybe),
+        st.builds(ScheduleRetry, text, text, text, attempt, st.booleans(), now),
+        st.builds(AbortSaga, text, text, text, attempt, text, st.booleans()),
+        st.builds(GiveUpCompensation, text, text, text, attempt, text),
+        st.builds(
+            FinishSaga,
+            text,
+            text,
+            st.sampled_from(list(SagaStatus)),
+            json_objects(),
+            st.none() | text,
+            st.none() | text,
+        ),
+    )
