@@ -246,7 +246,14 @@ class RedisStreamsBroker(Broker):
         block_ms = max(1, int(block * 1000))
         redis = self._redis
 
+        streams: dict[Any, Any] = {retry_key: ">", topic: ">"}
+
         async def read() -> list[Any]:
+            if not promote:  # the common case: one plain command, no pipeline
+                reply = await redis.xreadgroup(
+                    group, consumer, streams, count=count, block=block_ms
+                )
+                return [reply]
             pipe = redis.pipeline(transaction=False)
             if promote:
                 pipe.eval(
@@ -258,9 +265,7 @@ class RedisStreamsBroker(Broker):
                     count,
                     self.max_stream_length,
                 )
-            pipe.xreadgroup(
-                group, consumer, {retry_key: ">", topic: ">"}, count=count, block=block_ms
-            )
+            pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)
             return await pipe.execute()
 
         replies = await self._io(read)

@@ -1,0 +1,231 @@
+"""Brokers benchmark, run by hand: ``python bench/brokers.py [--n 5000] [--seconds 3]``.
+
+Starts its own redis-server on a free loopback port (tests/servers.py) and measures,
+beside raw redis-py issuing the same commands in the same run:
+
+1. publish one by one            (broker.publish      vs  XADD)
+2. publish_batch of 100          (broker.publish_batch vs pipelined XADD x100)
+3. consume + acknowledge         (consume/acknowledge vs XREADGROUP COUNT 100 + XACK each)
+4. publish→receive latency p50/p95/p99 at a steady 1,000 msg/s (broker vs raw XADD +
+   blocking XREADGROUP), plus the in-memory broker's figures for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+import redis.asyncio as aioredis
+
+from brokers import Broker, ConsumerOptions, InMemoryBroker, RedisStreamsBroker
+from tests.servers import RedisServer
+
+PAYLOAD = {"saga_id": "s-123", "step": "reserve", "attempt": 1, "data": {"amount": 42}}
+FIELD = {b"m": orjson.dumps(PAYLOAD)}
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+async def raw_publish(client: aioredis.Redis, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        await client.xadd("raw.one", FIELD, maxlen=100_000, approximate=True)
+    return rate(n, time.perf_counter() - start)
+
+
+async def broker_publish(broker: Broker, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        await broker.publish("b.one", PAYLOAD)
+    return rate(n, time.perf_counter() - start)
+
+
+async def raw_batch(client: aioredis.Redis, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n // 100):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.xadd("raw.batch", FIELD, maxlen=100_000, approximate=True)
+        await pipe.execute()
+    return rate(n, time.perf_counter() - start)
+
+
+async def broker_batch(broker: Broker, n: int) -> float:
+    payloads = [PAYLOAD] * 100
+    start = time.perf_counter()
+    for _ in range(n // 100):
+        await broker.publish_batch("b.batch", payloads)
+    return rate(n, time.perf_counter() - start)
+
+
+async def raw_consume(client: aioredis.Redis, n: int) -> float:
+    await client.xgroup_create("raw.batch", "g", id="0", mkstream=True)
+    done = 0
+    start = time.perf_counter()
+    while done < n:
+        reply = await client.xreadgroup("g", "c", {"raw.batch": ">"}, count=100, block=1000)
+        for _, entries in reply:
+            for entry_id, fields in entries:
+                orjson.loads(fields[b"m"])
+                await client.xack("raw.batch", "g", entry_id)
+                done += 1
+    return rate(done, time.perf_counter() - start)
+
+
+async def broker_consume(broker: Broker, n: int) -> float:
+    done = 0
+    start = time.perf_counter()
+    async for message in broker.consume("b.batch", "g", batch_size=100):
+        await broker.acknowledge(message)
+        done += 1
+        if done >= n:
+            break
+    return rate(done, time.perf_counter() - start)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return q[49] * 1000, q[94] * 1000, q[98] * 1000
+
+
+async def paced(publish: object, seconds: float, per_second: int = 1000) -> None:
+    interval = 1.0 / per_second
+    deadline = time.perf_counter()
+    end = deadline + seconds
+    while deadline < end:
+        await publish()  # type: ignore[operator]
+        deadline += interval
+        delay = deadline - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def broker_latency(broker: Broker, topic: str, seconds: float) -> tuple[float, ...]:
+    samples: list[float] = []
+    sent: dict[str, float] = {}
+    ready = asyncio.Event()
+
+    async def receive() -> None:
+        ready.set()
+        async for message in broker.consume(topic, "lat", batch_size=100):
+            samples.append(time.perf_counter() - sent[message.id])
+            await broker.acknowledge(message)
+
+    task = asyncio.create_task(receive())
+    await ready.wait()
+    await asyncio.sleep(0.2)
+
+    # Ids are chosen before the publish so the receiver can look up the send time.
+    async def publish() -> None:
+        key = f"m{len(sent)}"
+        sent[key] = time.perf_counter()
+        await broker.publish(topic, PAYLOAD, message_id=key)
+
+    await paced(publish, seconds)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return percentiles(samples)
+
+
+async def raw_latency(client: aioredis.Redis, url: str, seconds: float) -> tuple[float, ...]:
+    reader = aioredis.Redis.from_url(url)
+    await client.xgroup_create("raw.lat", "lat", id="0", mkstream=True)
+    samples: list[float] = []
+    sent: dict[bytes, float] = {}
+
+    async def receive() -> None:
+        while True:
+            reply = await reader.xreadgroup("lat", "c", {"raw.lat": ">"}, count=100, block=1000)
+            for _, entries in reply:
+                for entry_id, fields in entries:
+                    key = orjson.loads(fields[b"m"])["k"].encode()
+                    samples.append(time.perf_counter() - sent[key])
+                    await reader.xack("raw.lat", "lat", entry_id)
+
+    task = asyncio.create_task(receive())
+    await asyncio.sleep(0.2)
+
+    async def publish() -> None:
+        key = f"m{len(sent)}"
+        sent[key.encode()] = time.perf_counter()
+        await client.xadd("raw.lat", {b"m": orjson.dumps({**PAYLOAD, "k": key})})
+
+    await paced(publish, seconds)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await reader.aclose()
+    return percentiles(samples)
+
+
+async def main(n: int, seconds: float) -> None:
+    server = RedisServer()
+    server.start()
+    fast = ConsumerOptions(visibility_timeout=30, block_time=1.0)
+    try:
+        client = aioredis.Redis.from_url(server.url)
+        broker = RedisStreamsBroker(redis_url=server.url, consumer_options=fast)
+        await broker.connect()
+        rows = []
+        raw, ours = await raw_publish(client, n), await broker_publish(broker, n)
+        rows.append(("publish one by one (msg/s)", raw, ours))
+        raw, ours = await raw_batch(client, n), await broker_batch(broker, n)
+        rows.append(("publish_batch of 100 (msg/s)", raw, ours))
+        raw, ours = await raw_consume(client, n), await broker_consume(broker, n)
+        rows.append(("consume + acknowledge (msg/s)", raw, ours))
+        print(f"{'measure':34} {'raw redis-py':>14} {'brokers':>14} {'ratio':>7}")
+        for name, raw, ours in rows:
+            print(f"{name:34} {raw:14,.0f} {ours:14,.0f} {ours / raw:7.2f}")
+        raw_p = await raw_latency(client, server.url, seconds)
+        ours_p = await broker_latency(broker, "b.lat", seconds)
+        memory = InMemoryBroker(consumer_options=fast)
+        await memory.connect()
+        mem_p = await broker_latency(memory, "m.lat", seconds)
+        print(f"\nlatency at 1,000 msg/s for {seconds:.0f}s   p50 / p95 / p99 (ms)")
+        for name, p in (
+            ("raw redis-py", raw_p),
+            ("RedisStreamsBroker", ours_p),
+            ("InMemoryBroker", mem_p),
+        ):
+            print(f"  {name:20} {p[0]:7.3f} {p[1]:7.3f} {p[2]:7.3f}")
+        start = time.perf_counter()
+        ids = 0
+        for _ in range(n // 100):
+            ids += len(await memory.publish_batch("m.x", [PAYLOAD] * 100))
+        pub = rate(ids, time.perf_counter() - start)
+        cons = await broker_consume_topic(memory, "m.x", ids)
+        print(f"\nInMemoryBroker: publish_batch {pub:,.0f} msg/s, consume+ack {cons:,.0f} msg/s")
+        await memory.disconnect()
+        await broker.disconnect()
+        await client.aclose()
+    finally:
+        server.cleanup()
+
+
+async def broker_consume_topic(broker: Broker, topic: str, n: int) -> float:
+    done = 0
+    start = time.perf_counter()
+    async for message in broker.consume(topic, "g", batch_size=100):
+        await broker.acknowledge(message)
+        done += 1
+        if done >= n:
+            break
+    return rate(done, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="messages per throughput run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="latency run length")
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.seconds))
