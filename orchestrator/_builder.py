@@ -28,7 +28,7 @@ import networkx as nx
 
 from ._errors import WorkflowDefinitionError
 from ._policy import RetryPolicy, StepKind, StepOptions
-from ._workflow import StepFunction, Workflow
+from ._workflow import _NAME, StepFunction, Workflow
 
 __all__ = ["WorkflowBuilder"]
 
@@ -168,6 +168,8 @@ class WorkflowBuilder:
             if comp is None:
                 continue
             comp_name = getattr(comp, "__name__", "")
+            if not _NAME.match(comp_name):  # a lambda or a callable object
+                comp_name = f"compensate_{pending.name}"
             if comp_name in self._steps or comp_name in owners:
                 other = owners.get(comp_name, comp_name)
                 raise WorkflowDefinitionError(

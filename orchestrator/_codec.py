@@ -124,7 +124,7 @@ def decode(kind: str, type_name: str, data: Mapping[str, Any]) -> Storable:
         raise CodecError(f"unknown record type {type_name!r}")
     expected_kind = TYPE_NAMES[cls][0]
     if kind != expected_kind:
-        raise CodecError(f"{type_name} is a {expected_kind}, not a {kind!r}")
+        raise CodecError(f"{type_name} is stored as {expected_kind!r}, not {kind!r}")
     if not isinstance(data, Mapping):
         raise CodecError(f"{type_name}: data must be a JSON object, not {type(data).__name__}")
     fields = _fields(cls)
