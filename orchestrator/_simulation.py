@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from ._commands import AbortSaga, Command, CompensateStep, ExecuteStep, FinishSaga, ScheduleRetry
 from ._commands import GiveUpCompensation as _GiveUp
 from ._core import Message, fold, is_terminal, react, resume, start
+from ._decide import needed
 from ._events import (
     CompensationFailed,
     CompensationSucceeded,
@@ -92,6 +93,7 @@ class _Sim:
     def feed(self, event: Event) -> tuple[SagaState | None, SagaState, tuple[Command, ...]]:
         before = self.trace.state
         after, commands = react(self.wf, before, event)
+        assert not needed(self.wf, after), "react stopped before its fixed point"
         self.trace.log.append(event)
         self.trace.log.extend(commands)
         for c in commands:
