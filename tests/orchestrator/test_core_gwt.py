@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 
 from orchestrator import (
+    Event,
     ExecuteStep,
     RetryPolicy,
     SagaStateError,
     SagaStatus,
+    ScheduleRetry,
     StepSucceeded,
     Workflow,
     WorkflowBuilder,
@@ -148,7 +150,7 @@ def test_backoff_grows_between_retries() -> None:
     h = given(D, started(D), failed("a", now=0.0), timer_fired("a", 2, now=1.0))
     t = h.when(failed("a", attempt=2, now=1.0))
     (timer,) = t.commands
-    assert isinstance(timer.due_at, float)
+    assert isinstance(timer, ScheduleRetry)
     assert 1.0 + 2.0 * 0.5 <= timer.due_at <= 1.0 + 2.0  # second retry: base 2 s
 
 
@@ -218,7 +220,7 @@ def test_compensation_failure_is_retried_then_fails_the_saga() -> None:
     )
     assert h.state is not None and h.state.compensations["b"].phase.value == "waiting"
     retry = h.history[-1]
-    assert getattr(retry, "due_at", None) == 4.0  # 3 s, no jitter
+    assert isinstance(retry, ScheduleRetry) and retry.due_at == 4.0  # 3 s, no jitter
     h2 = given(
         D,
         started(D),
@@ -327,7 +329,8 @@ def test_evolve_refuses_messages_of_another_saga_or_before_the_start() -> None:
 def test_fold_of_the_log_equals_the_live_state_and_resume_reissues() -> None:
     log: list[Any] = []
     state = None
-    for event in [started(D), succeeded("a"), failed("c", now=2.0)]:
+    events: list[Event] = [started(D), succeeded("a"), failed("c", now=2.0)]
+    for event in events:
         state, commands = react(D, state, event)
         log += [event, *commands]
     assert state is not None
@@ -335,3 +338,38 @@ def test_fold_of_the_log_equals_the_live_state_and_resume_reissues() -> None:
     reissued = resume(D, state)
     assert {c.id for c in reissued} == {f"{SAGA_ID}:b:1", f"{SAGA_ID}:c:retry:2"}
     assert set(map(repr, reissued)) <= set(map(repr, log))  # the very same commands
+
+
+def fork() -> Workflow:
+    """a (compensatable) → p (pivot) and a → r (retriable), p and r in parallel."""
+    wf = WorkflowBuilder("fork")
+
+    def undo_a(data: dict[str, Any]) -> None: ...
+
+    wf.step(name="a", compensation=undo_a)(lambda d: {})
+    wf.step(name="p", after=["a"], kind="pivot")(lambda d: {})
+    wf.step(name="r", after=["a"], kind="retriable", retry=RetryPolicy(max_attempts=1))(
+        lambda d: {}
+    )
+    return wf.build()
+
+
+F = fork()
+
+
+def test_a_pivot_that_succeeds_while_unwinding_stops_the_unwinding() -> None:
+    h = given(F, started(F), succeeded("a"), failed("r", retryable=False))
+    # a waits for p (its descendant in flight); p then succeeds: nothing can be undone
+    assert h.state is not None and h.state.status is SagaStatus.COMPENSATING
+    h.when(succeeded("p")).then(finishes("failed", step="r")).then_state(
+        lambda s: not s.compensations
+    )
+    h.when(failed("p", retryable=False)).then(compensates("a"))
+
+
+def test_a_forward_timer_after_the_abort_is_moot() -> None:
+    h = given(D, started(D), succeeded("a"), failed("b", now=1.0), failed("c", retryable=False))
+    assert h.state is not None and h.state.aborted
+    # only a's compensation is re-issued, not b's retry timer ...
+    assert [c.id for c in resume(D, h.state)] == [f"{SAGA_ID}:a:compensate:1"]
+    h.when(timer_fired("b", 2)).then_nothing()  # ... and firing it starts nothing
