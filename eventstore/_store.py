@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import func, select
@@ -23,6 +23,8 @@ from ._sessions import DriverSession, WriteConflict
 from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
 from ._verify import ChainVerifier, VerifyReport
 from ._writer import GroupCommitWriter, PendingAppend, WriterStats
+
+T = TypeVar("T")
 
 _SELECT = (
     "SELECT position, stream_id, version, kind, type, data, metadata, recorded_at, "
@@ -77,6 +79,7 @@ class EventStore:
         )
         self._writer_conn: AsyncConnection | None = None
         self._closed = False
+        self._reads: set[asyncio.Future[Any]] = set()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -114,6 +117,8 @@ class EventStore:
             return
         self._closed = True
         await self._writer.close()
+        if self._reads:
+            await asyncio.gather(*self._reads, return_exceptions=True)
         if self._writer_conn is not None:
             await self._writer_conn.close()
         self._notify()
@@ -228,26 +233,49 @@ class EventStore:
             params += wanted
         return await self._fetch_records(sql + " ORDER BY position LIMIT %s", (*params, limit))
 
+    async def _read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` on a pooled connection, shielded from the caller's cancellation.
+
+        A query cancelled half-way leaves its driver connection to be torn down (asyncpg
+        waits for the server to confirm the cancel; seconds, measured): so a cancelled
+        reader gets its CancelledError at once, while its query finishes in the
+        background and the connection goes back to the pool clean.
+        """
+
+        async def run() -> T:
+            async with self._connection() as conn:
+                return await work(conn)
+
+        task = asyncio.ensure_future(run())
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+        return await asyncio.shield(task)
+
     async def _fetch_records(self, template: str, params: tuple[Any, ...]) -> list[Record]:
         # Straight to the driver: for bulk reads SQLAlchemy's row processing costs more
         # than the decoding we must do anyway.
-        async with self._connection() as conn:
+        async def fetch(conn: AsyncConnection) -> list[Record]:
             raw = await conn.get_raw_connection()
             session = self._dialect.driver_session(raw.driver_connection)
             return _records(await session.fetch(session.sql(template), *params))
 
+        return await self._read(fetch)
+
+    async def _scalar(self, query: Any) -> int:
+        async def run(conn: AsyncConnection) -> int:
+            return int((await conn.execute(query)).scalar_one() or 0)
+
+        return await self._read(run)
+
     async def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last record; 0 when the stream does not exist."""
-        async with self._connection() as conn:
-            found = await conn.execute(
-                select(func.max(records.c.version)).where(records.c.stream_id == stream_id)
-            )
-            return int(found.scalar_one() or 0)
+        return await self._scalar(
+            select(func.max(records.c.version)).where(records.c.stream_id == stream_id)
+        )
 
     async def last_position(self) -> int:
-        async with self._connection() as conn:
-            found = await conn.execute(select(func.max(records.c.position)))
-            return int(found.scalar_one() or 0)
+        """The position of the last record committed; 0 for an empty store."""
+        return await self._scalar(select(func.max(records.c.position)))
 
     async def streams(
         self, prefix: str = "", *, after: str = "", limit: int = 1000
@@ -276,8 +304,11 @@ class EventStore:
             .order_by(records.c.stream_id)
             .limit(limit)
         )
-        async with self._connection() as conn:
+
+        async def run(conn: AsyncConnection) -> list[StreamInfo]:
             return [StreamInfo(row[0], int(row[1]), row[2]) for row in await conn.execute(query)]
+
+        return await self._read(run)
 
     async def subscribe(
         self,
@@ -303,8 +334,13 @@ class EventStore:
             if len(page) < batch_size:
                 if self._closed:
                     return
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(committed.wait(), poll_interval)
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the event fires, and the reader lives on.
+                waiter = asyncio.ensure_future(committed.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=poll_interval)
+                finally:
+                    waiter.cancel()
 
     # -- verifying --------------------------------------------------------------------
 
