@@ -30,7 +30,13 @@ from ._commands import (
     StartSaga,
 )
 from ._core import react, resume, start
-from ._errors import CodecError, OrchestratorError
+from ._errors import (
+    CodecError,
+    OrchestratorError,
+    SagaExistsError,
+    UnknownSagaError,
+    UnknownWorkflowError,
+)
 from ._events import (
     CompensationTimedOut,
     Event,
@@ -49,18 +55,6 @@ logger = logging.getLogger("orchestrator")
 
 _START_TYPE = "saga.start"
 _FINISH_TYPE = "saga.finish"
-
-
-class UnknownWorkflowError(OrchestratorError):
-    """No workflow of that name is loaded in this engine."""
-
-
-class UnknownSagaError(OrchestratorError):
-    """No saga with that id is in the store."""
-
-
-class SagaExistsError(OrchestratorError):
-    """A saga with that id was already started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +120,13 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
         self._consumer = self.options.consumer or f"engine-{uuid.uuid4().hex[:8]}"
-        self.counts: dict[str, int] = {"started": 0, "completed": 0, "compensated": 0,
-                                       "failed": 0, "conflicts": 0}
+        self.counts: dict[str, int] = {
+            "started": 0,
+            "completed": 0,
+            "compensated": 0,
+            "failed": 0,
+            "conflicts": 0,
+        }
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -138,8 +137,9 @@ class Engine:
         self._spawn(self._timers.run(), "timers")
         self._spawn(self._consume_replies(), "replies")
         if self.options.run_workers:
-            worker = StepWorker(self.broker, self.workflows, topics=self.options.topics,
-                                options=self.options.worker)
+            worker = StepWorker(
+                self.broker, self.workflows, topics=self.options.topics, options=self.options.worker
+            )
             self._spawn(worker.run(), "workers")
         if self.options.recover:
             await self._recover()
@@ -169,8 +169,9 @@ class Engine:
 
     # -- the client's side ------------------------------------------------------------
 
-    async def start_saga(self, workflow: str, input: Mapping[str, Any] | None = None, *,
-                         saga_id: str | None = None) -> str:
+    async def start_saga(
+        self, workflow: str, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
+    ) -> str:
         """Start a saga of ``workflow``; returns its id once it is durably recorded."""
         wf = self._workflow(workflow)
         saga_id = saga_id or self._new_id()
@@ -179,8 +180,14 @@ class Engine:
         state, commands = react(wf, None, started)
         async with self._saga_lock(saga_id):
             try:
-                await self._log.append(saga_id, state, [started, *commands], NO_STREAM,
-                                       request=request, with_request=True)
+                await self._log.append(
+                    saga_id,
+                    state,
+                    [started, *commands],
+                    NO_STREAM,
+                    request=request,
+                    with_request=True,
+                )
             except ConcurrencyError:
                 raise SagaExistsError(f"saga {saga_id!r} already exists") from None
         self.counts["started"] += 1
@@ -234,8 +241,9 @@ class Engine:
 
     # -- events in ----------------------------------------------------------------------
 
-    async def _deliver(self, saga_id: str, make_event: Callable[[float], Event],
-                       causation_id: str | None) -> None:
+    async def _deliver(
+        self, saga_id: str, make_event: Callable[[float], Event], causation_id: str | None
+    ) -> None:
         """Apply one event to the saga, record it with its commands, then execute them."""
         async with self._saga_lock(saga_id):
             for _ in range(16):
@@ -249,8 +257,9 @@ class Engine:
                 if after is state:
                     return  # a duplicate or late outcome: nothing to record
                 try:
-                    await self._log.append(saga_id, after, [event, *commands], version,
-                                           causation_id, request)
+                    await self._log.append(
+                        saga_id, after, [event, *commands], version, causation_id, request
+                    )
                 except ConcurrencyError:
                     self.counts["conflicts"] += 1
                     self._log.forget(saga_id)
@@ -262,7 +271,9 @@ class Engine:
 
     async def _consume_replies(self) -> None:
         async for message in self.broker.consume(
-            self.options.topics.replies, self.options.reply_group, consumer=self._consumer,
+            self.options.topics.replies,
+            self.options.reply_group,
+            consumer=self._consumer,
             batch_size=64,
         ):
             await self._slots.acquire()
@@ -281,9 +292,9 @@ class Engine:
             await self.broker.nack(message, f"not a step outcome: {exc}", requeue=False)
             return
         try:
-            await self._deliver(outcome.saga_id,
-                                lambda now: _stamped(outcome, now),
-                                message.headers.causation_id)
+            await self._deliver(
+                outcome.saga_id, lambda now: _stamped(outcome, now), message.headers.causation_id
+            )
         except Exception as exc:
             logger.exception("reply %s for saga %s failed", message.id, outcome.saga_id)
             await self.broker.nack(message, f"{type(exc).__name__}: {exc}", requeue=True)
@@ -292,7 +303,8 @@ class Engine:
 
     async def _intake(self, after_position: int) -> None:
         async for record in self.store.subscribe(
-            after_position, types={_START_TYPE},
+            after_position,
+            types={_START_TYPE},
             poll_interval=self.options.intake_poll_interval,
         ):
             try:
@@ -300,22 +312,26 @@ class Engine:
             except Exception:
                 logger.exception("could not start saga of %s", record.stream_id)
 
+    async def pick_up(self, saga_id: str) -> None:
+        """Start the saga a client requested through the store (``request_saga``), if no
+        engine has started it yet. The running engine does this by itself."""
+        await self._pick_up(saga_id)
+
     async def _pick_up(self, saga_id: str) -> None:
-        """Start a saga a client requested through the store (``orchestrator start``)."""
         async with self._saga_lock(saga_id):
             state, version, request = await self._log.load(saga_id)
             if state is not None or request is None:
                 return
             wf = self.workflows.get(request.workflow)
             if wf is None:
-                logger.error("saga %s asks for unknown workflow %r", saga_id,
-                             request.workflow)
+                logger.error("saga %s asks for unknown workflow %r", saga_id, request.workflow)
                 return
             started = start(wf, saga_id, request.input, self.clock.now())
             after, commands = react(wf, None, started)
             try:
-                await self._log.append(saga_id, after, [started, *commands], version,
-                                       request=request)
+                await self._log.append(
+                    saga_id, after, [started, *commands], version, request=request
+                )
             except ConcurrencyError:
                 self._log.forget(saga_id)  # another engine took it
                 return
@@ -349,8 +365,7 @@ class Engine:
 
     # -- commands out -----------------------------------------------------------------
 
-    async def _execute(self, wf: Workflow, state: SagaState,
-                       commands: Iterable[Command]) -> None:
+    async def _execute(self, wf: Workflow, state: SagaState, commands: Iterable[Command]) -> None:
         saga_id = state.saga_id
         outgoing: list[dict[str, Any]] = []
         for command in commands:
@@ -365,14 +380,21 @@ class Engine:
         if outgoing:
             try:
                 await self.broker.publish_batch(
-                    self.options.topics.steps(wf.name), outgoing,
+                    self.options.topics.steps(wf.name),
+                    outgoing,
                     headers={"correlation_id": saga_id, "saga_id": saga_id},
                 )
             except Exception as exc:
-                logger.warning("could not publish %d commands of saga %s (%s); again in %ss",
-                               len(outgoing), saga_id, exc, self.options.republish_delay)
-                self._timers.call_at(self.clock.now() + self.options.republish_delay,
-                                     lambda: self._reissue(saga_id))
+                logger.warning(
+                    "could not publish %d commands of saga %s (%s); again in %ss",
+                    len(outgoing),
+                    saga_id,
+                    exc,
+                    self.options.republish_delay,
+                )
+                self._timers.call_at(
+                    self.clock.now() + self.options.republish_delay, lambda: self._reissue(saga_id)
+                )
         if state.is_terminal:
             for future in self._waiters.get(saga_id, []):
                 if not future.done():
@@ -421,8 +443,9 @@ def _timer(engine: Engine, command: ScheduleRetry) -> Callable[[], Any]:
     async def fire() -> None:
         await engine._deliver(
             command.saga_id,
-            lambda now: TimerFired(command.saga_id, command.step, command.attempt,
-                                   command.compensation, now),
+            lambda now: TimerFired(
+                command.saga_id, command.step, command.attempt, command.compensation, now
+            ),
             command.id,
         )
 

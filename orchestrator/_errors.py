@@ -6,6 +6,9 @@ Tree::
     ├── WorkflowDefinitionError        a workflow definition is invalid; names file and step
     ├── SagaStateError                 a message does not fit the saga it is applied to
     ├── CodecError                     a message cannot be encoded to, or decoded from, a record
+    ├── UnknownWorkflowError           no workflow of that name is loaded
+    ├── UnknownSagaError               no saga with that id is in the store
+    ├── SagaExistsError                a saga with that id was already started
     └── StepError                      raised by a step function: the step failed
         └── StepResultError            a step function returned something that is not a mapping
 
@@ -18,9 +21,12 @@ from __future__ import annotations
 __all__ = [
     "CodecError",
     "OrchestratorError",
+    "SagaExistsError",
     "SagaStateError",
     "StepError",
     "StepResultError",
+    "UnknownSagaError",
+    "UnknownWorkflowError",
     "WorkflowDefinitionError",
 ]
 
@@ -95,3 +101,15 @@ class StepResultError(StepError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, retryable=False)
+
+
+class UnknownWorkflowError(OrchestratorError):
+    """No workflow of that name is loaded in this engine."""
+
+
+class UnknownSagaError(OrchestratorError):
+    """No saga with that id is in the store."""
+
+
+class SagaExistsError(OrchestratorError):
+    """A saga with that id was already started."""

@@ -27,7 +27,7 @@ def stream_of(saga_id: str) -> str:
 
 
 def saga_of(stream_id: str) -> str:
-    return stream_id[len(STREAM_PREFIX):]
+    return stream_id[len(STREAM_PREFIX) :]
 
 
 def to_record(message: Storable, causation_id: str | None = None) -> NewRecord:
@@ -57,7 +57,8 @@ class SagaLog:
     def __init__(self, store: EventStore, *, cache_size: int = 10_000) -> None:
         self.store = store
         self._cache: OrderedDict[str, tuple[SagaState | None, int, StartSaga | None]] = (
-            OrderedDict())
+            OrderedDict()
+        )
         self._cache_size = cache_size
 
     def cached(self, saga_id: str) -> SagaState | None:
@@ -84,10 +85,17 @@ class SagaLog:
     def forget(self, saga_id: str) -> None:
         self._cache.pop(saga_id, None)
 
-    async def append(self, saga_id: str, state: SagaState, messages: Sequence[Message],
-                     expected: ExpectedVersion, causation_id: str | None = None,
-                     request: StartSaga | None = None, *,
-                     with_request: bool = False) -> AppendResult:
+    async def append(
+        self,
+        saga_id: str,
+        state: SagaState,
+        messages: Sequence[Message],
+        expected: ExpectedVersion,
+        causation_id: str | None = None,
+        request: StartSaga | None = None,
+        *,
+        with_request: bool = False,
+    ) -> AppendResult:
         """Append ``messages`` (whose fold gives ``state``) and cache the new state."""
         records = [to_record(m, causation_id) for m in messages]
         if with_request and request is not None:
@@ -96,8 +104,9 @@ class SagaLog:
         self._remember(saga_id, (state, result.last_version, request))
         return result
 
-    def _remember(self, saga_id: str,
-                  entry: tuple[SagaState | None, int, StartSaga | None]) -> None:
+    def _remember(
+        self, saga_id: str, entry: tuple[SagaState | None, int, StartSaga | None]
+    ) -> None:
         self._cache[saga_id] = entry
         self._cache.move_to_end(saga_id)
         if len(self._cache) > self._cache_size:

@@ -63,8 +63,9 @@ def parse_command(payload: dict[str, Any]) -> StepCommand:
 
 def parse_outcome(payload: dict[str, Any], now: float) -> Outcome:
     message = _decode(payload, "event")
-    if not isinstance(message, StepSucceeded | StepFailed | CompensationSucceeded |
-                      CompensationFailed):
+    if not isinstance(
+        message, StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed
+    ):
         raise CodecError(f"{type(message).__name__} is not a step outcome")
     stamped: Outcome = dataclasses.replace(message, now=now)
     return stamped

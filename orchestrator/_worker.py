@@ -75,17 +75,22 @@ async def run_command(workflow: Workflow, command: StepCommand) -> Outcome:
 
     def failed(reason: str, retryable: bool) -> Outcome:
         if compensation:
-            return CompensationFailed(command.saga_id, command.step, command.attempt, reason,
-                                      retryable, 0.0)
-        return StepFailed(command.saga_id, command.step, command.attempt, reason, retryable,
-                          0.0)
+            return CompensationFailed(
+                command.saga_id, command.step, command.attempt, reason, retryable, 0.0
+            )
+        return StepFailed(command.saga_id, command.step, command.attempt, reason, retryable, 0.0)
 
     if fn is None:
-        return failed(f"workflow {workflow.name!r} has no "
-                      f"{'compensation for ' if compensation else ''}step {command.step!r}",
-                      False)
-    token = _current.set(StepContext(command.saga_id, workflow.name, command.step,
-                                     command.attempt, compensation, command.id))
+        return failed(
+            f"workflow {workflow.name!r} has no "
+            f"{'compensation for ' if compensation else ''}step {command.step!r}",
+            False,
+        )
+    token = _current.set(
+        StepContext(
+            command.saga_id, workflow.name, command.step, command.attempt, compensation, command.id
+        )
+    )
     try:
         if command.timeout is not None:
             output = await asyncio.wait_for(call_step(fn, command.data), command.timeout)
@@ -107,8 +112,14 @@ async def run_command(workflow: Workflow, command: StepCommand) -> Outcome:
 class StepWorker:
     """Serves the step topics of some workflows until cancelled."""
 
-    def __init__(self, broker: Broker, workflows: Mapping[str, Workflow], *,
-                 topics: Topics | None = None, options: WorkerOptions | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        workflows: Mapping[str, Workflow],
+        *,
+        topics: Topics | None = None,
+        options: WorkerOptions | None = None,
+    ) -> None:
         self._broker = broker
         self._workflows = dict(workflows)
         self._topics = topics or Topics()
@@ -129,7 +140,9 @@ class StepWorker:
     async def _serve(self, workflow: Workflow) -> None:
         options = self._options
         async for message in self._broker.consume(
-            self._topics.steps(workflow.name), options.group, consumer=options.consumer,
+            self._topics.steps(workflow.name),
+            options.group,
+            consumer=options.consumer,
             batch_size=options.batch_size,
         ):
             await self._slots.acquire()
@@ -151,15 +164,22 @@ class StepWorker:
         try:
             payload = outcome_payload(outcome)
         except CodecError as exc:  # the step returned something that is not plain JSON
-            outcome = StepFailed(command.saga_id, command.step, command.attempt,
-                                 f"output is not plain JSON: {exc}", False, 0.0)
+            outcome = StepFailed(
+                command.saga_id,
+                command.step,
+                command.attempt,
+                f"output is not plain JSON: {exc}",
+                False,
+                0.0,
+            )
             payload = outcome_payload(outcome)
         headers = _headers(command)
         try:
             await self._broker.publish(self._topics.replies, payload, headers=headers)
         except Exception as exc:
-            logger.warning("could not reply for %s (%s); the command will be redelivered",
-                           command.id, exc)
+            logger.warning(
+                "could not reply for %s (%s); the command will be redelivered", command.id, exc
+            )
             with contextlib.suppress(Exception):
                 await self._broker.nack(message, f"reply failed: {exc}", requeue=True)
             return
@@ -167,5 +187,8 @@ class StepWorker:
 
 
 def _headers(command: ExecuteStep | CompensateStep) -> dict[str, Any]:
-    return {"correlation_id": command.saga_id, "causation_id": command.id,
-            "saga_id": command.saga_id}
+    return {
+        "correlation_id": command.saga_id,
+        "causation_id": command.id,
+        "saga_id": command.saga_id,
+    }

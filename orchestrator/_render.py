@@ -1,0 +1,120 @@
+"""How the command line shows things: rich tables, mermaid and dot graphs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from rich.table import Table
+
+from ._client import SagaSummary
+from ._state import SagaState
+from ._workflow import Workflow
+
+
+def when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def sagas_table(summaries: list[SagaSummary]) -> Table:
+    table = Table(title="sagas")
+    for column in ("saga", "workflow", "status", "started (UTC)", "steps done", "records"):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(
+            s.saga_id,
+            s.workflow,
+            _status(s.status),
+            when(s.started_at),
+            str(s.steps_done),
+            str(s.version),
+        )
+    return table
+
+
+def saga_table(workflow: Workflow | None, state: SagaState) -> Table:
+    table = Table(title=f"saga {state.saga_id} ({state.workflow}): {_status(state.status)}")
+    for column in ("step", "kind", "phase", "attempt", "compensation", "error"):
+        table.add_column(column)
+    names = list(workflow.order) if workflow is not None else sorted(state.steps)
+    for name in names:
+        st = state.steps.get(name)
+        comp = state.compensations.get(name)
+        kind = workflow.steps[name].kind.value if workflow is not None else ""
+        table.add_row(
+            name,
+            kind,
+            st.phase.value if st else "not started",
+            str(st.attempt) if st else "",
+            _undo(comp.phase.value, comp.attempt) if comp else "",
+            (comp.error if comp and comp.error else (st.error if st and st.error else "")) or "",
+        )
+    return table
+
+
+def failure_line(state: SagaState) -> str | None:
+    failure = state.compensation_failure or state.failure
+    if failure is None:
+        return None
+    what = "compensation of " if state.compensation_failure else ""
+    return f"{what}{failure.step} (attempt {failure.attempt}): {failure.reason}"
+
+
+def _undo(phase: str, attempt: int) -> str:
+    return {"succeeded": "undone", "gave_up": f"failed #{attempt}"}.get(
+        phase, f"{phase} #{attempt}"
+    )
+
+
+def _status(status: str) -> str:
+    colour = {"completed": "green", "compensated": "yellow", "failed": "red"}.get(status)
+    return f"[{colour}]{status}[/{colour}]" if colour else status
+
+
+def mermaid(workflow: Workflow) -> str:
+    lines = ["flowchart TD"]
+    for name in workflow.order:
+        spec = workflow.steps[name]
+        shape = (
+            f'{name}{{{{"{name}<br/>pivot"}}}}'
+            if spec.kind.value == "pivot"
+            else (f'{name}["{name}<br/>{spec.kind.value}"]')
+        )
+        lines.append(f"    {shape}")
+    for name in workflow.order:
+        for dep in workflow.steps[name].deps:
+            lines.append(f"    {dep} --> {name}")
+    for name in workflow.order:
+        comp = workflow.steps[name].compensation
+        if comp is not None:
+            lines.append(f'    {_node(comp.name)}(["{comp.name}"])')
+            lines.append(f"    {name} -. compensation .-> {_node(comp.name)}")
+    return "\n".join(lines)
+
+
+def dot(workflow: Workflow) -> str:
+    lines = [f"digraph {json.dumps(workflow.name)} {{", "    rankdir=TB;"]
+    for name in workflow.order:
+        spec = workflow.steps[name]
+        shape = "hexagon" if spec.kind.value == "pivot" else "box"
+        lines.append(
+            f"    {json.dumps(name)} [shape={shape}, "
+            f"label={json.dumps(f'{name} ({spec.kind.value})')}];"
+        )
+        if spec.compensation is not None:
+            comp = spec.compensation.name
+            lines.append(f"    {json.dumps(comp)} [shape=ellipse, style=dashed];")
+            lines.append(
+                f"    {json.dumps(name)} -> {json.dumps(comp)} [style=dashed, label=compensation];"
+            )
+    for name in workflow.order:
+        for dep in workflow.steps[name].deps:
+            lines.append(f"    {json.dumps(dep)} -> {json.dumps(name)};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _node(name: str) -> str:
+    return "comp_" + name.replace(".", "_").replace("-", "_")
