@@ -8,9 +8,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import hypothesis.stateful
+import hypothesis.strategies
 import pytest
 
 from tests.servers import PostgresServer, RedisServer
+
+# Imported here, at the top of the stack, on purpose: CPython 3.11.7 can raise
+# "SystemError: AST constructor recursion depth mismatch" when pytest's assertion
+# rewriter first parses hypothesis's modules deep inside a collection (gh-106905).
+assert hypothesis.stateful and hypothesis.strategies
 
 _db_counter = itertools.count(1)
 
