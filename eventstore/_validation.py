@@ -6,6 +6,7 @@ task, so a bad append is refused whole and never half-written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,8 @@ import orjson
 from ._canonical import canonical_json
 from ._errors import InvalidRecordError
 from ._records import ANY, NO_STREAM, RECORD_KINDS, ExpectedVersion, NewRecord
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ def check_stream_id(stream_id: object, limits: Limits) -> str:
             f"stream id {stream_id[:40]!r}… is {len(stream_id)} characters long; "
             f"the limit is {limits.max_stream_id_length}"
         )
-    if any(ord(ch) < 32 for ch in stream_id):
+    if _CONTROL.search(stream_id):
         raise InvalidRecordError(f"stream id {stream_id!r} contains a control character")
     return stream_id
 
@@ -74,12 +77,14 @@ def _json_string(value: str) -> str:
 
 
 def _json_object(value: object, what: str) -> str:
-    if not value and isinstance(value, Mapping):
+    if type(value) is not dict:
+        if not isinstance(value, Mapping):
+            raise InvalidRecordError(
+                f"{what} must be a JSON object (a mapping), got {type(value).__name__}"
+            )
+        value = dict(value)
+    if not value:
         return "{}"
-    if not isinstance(value, Mapping):
-        raise InvalidRecordError(
-            f"{what} must be a JSON object (a mapping), got {type(value).__name__}"
-        )
     try:
         # orjson is the reader's parser: what it cannot represent exactly (integers past
         # 64 bits, non-string keys) is refused here rather than silently changed on read.
@@ -87,7 +92,7 @@ def _json_object(value: object, what: str) -> str:
     except TypeError as exc:
         raise InvalidRecordError(f"{what} is not portable JSON: {exc}") from exc
     try:
-        return canonical_json(dict(value))
+        return canonical_json(value)
     except ValueError as exc:  # NaN / Infinity, circular references
         raise InvalidRecordError(f"{what} is not valid JSON: {exc}") from exc
     except TypeError as exc:

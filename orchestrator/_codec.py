@@ -101,13 +101,20 @@ class Record:
 
 
 def encode(message: Storable) -> Record:
-    """The stored record for ``message``. ``CodecError`` if it is not plain JSON."""
+    """The stored record for ``message``. ``CodecError`` if it is not plain JSON.
+
+    The mappings of the commands the core derives (``ExecuteStep.data``,
+    ``CompensateStep.data``, ``FinishSaga.output``) are merges of a saga's input and its
+    steps' outputs, which were checked when their events were encoded: they are copied,
+    not walked again (the event store still refuses anything that is not JSON).
+    """
     entry = TYPE_NAMES.get(type(message))
     if entry is None:
         raise CodecError(f"not a saga message: {type(message).__name__}")
     kind, name = entry
     data: dict[str, Any] = {}
-    for fname, (to_json, _) in _fields(type(message)).items():
+    fields = _DERIVED_FIELDS.get(type(message)) or _fields(type(message))
+    for fname, (to_json, _) in fields.items():
         value = getattr(message, fname)
         try:
             data[fname] = to_json(value)
@@ -146,6 +153,20 @@ def decode(kind: str, type_name: str, data: Mapping[str, Any]) -> Storable:
 
 Converter = Callable[[Any], Any]
 _CACHE: dict[type, dict[str, tuple[Converter, Converter]]] = {}
+
+
+def _derived(cls: type) -> dict[str, tuple[Converter, Converter]]:
+    fields = dict(_fields(cls))
+    for fname, (to_json, from_json) in fields.items():
+        if to_json is _object:
+            fields[fname] = (_shallow_object, from_json)
+    return fields
+
+
+def _shallow_object(value: Any) -> dict[str, Any]:
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return dict(value)
 
 
 def _fields(cls: type) -> dict[str, tuple[Converter, Converter]]:
@@ -205,7 +226,7 @@ def _float(value: Any) -> float:
 
 
 def _object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise TypeError(f"expected a JSON object, got {type(value).__name__}")
     return {k: _json(v, k) for k, v in _items(value)}
 
@@ -227,6 +248,11 @@ def _json(value: Any, path: str) -> Any:
         return value
     if t is list:
         return [_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, Mapping):
+    if t is dict or isinstance(value, Mapping):
         return {k: _json(v, f"{path}.{k}") for k, v in _items(value)}
     raise TypeError(f"{path}: {t.__name__} is not plain JSON")
+
+
+_DERIVED_FIELDS: dict[type, dict[str, tuple[Converter, Converter]]] = {
+    cls: _derived(cls) for cls in (ExecuteStep, CompensateStep, FinishSaga)
+}

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from brokers import Broker, Message
-from eventstore import NO_STREAM, ConcurrencyError, EventStore
+from eventstore import NO_STREAM, ConcurrencyError, EventStore, NewRecord
 
 from ._clock import Clock, SystemClock
 from ._commands import (
@@ -180,7 +180,7 @@ class Engine:
         state, commands = react(wf, None, started)
         async with self._saga_lock(saga_id):
             try:
-                await self._log.append(
+                records = await self._log.append(
                     saga_id,
                     state,
                     [started, *commands],
@@ -191,7 +191,7 @@ class Engine:
             except ConcurrencyError:
                 raise SagaExistsError(f"saga {saga_id!r} already exists") from None
         self.counts["started"] += 1
-        await self._execute(wf, state, commands)
+        await self._execute(wf, state, commands, records[1:])
         return saga_id
 
     async def saga(self, saga_id: str) -> SagaState | None:
@@ -257,7 +257,7 @@ class Engine:
                 if after is state:
                     return  # a duplicate or late outcome: nothing to record
                 try:
-                    await self._log.append(
+                    records = await self._log.append(
                         saga_id, after, [event, *commands], version, causation_id, request
                     )
                 except ConcurrencyError:
@@ -267,7 +267,7 @@ class Engine:
                 break
             else:
                 raise OrchestratorError(f"saga {saga_id!r}: too many concurrent writers")
-        await self._execute(wf, after, commands)
+        await self._execute(wf, after, commands, records[1:])
 
     async def _consume_replies(self) -> None:
         async for message in self.broker.consume(
@@ -329,14 +329,14 @@ class Engine:
             started = start(wf, saga_id, request.input, self.clock.now())
             after, commands = react(wf, None, started)
             try:
-                await self._log.append(
+                records = await self._log.append(
                     saga_id, after, [started, *commands], version, request=request
                 )
             except ConcurrencyError:
                 self._log.forget(saga_id)  # another engine took it
                 return
         self.counts["started"] += 1
-        await self._execute(wf, after, commands)
+        await self._execute(wf, after, commands, records[1:])
 
     async def _recover(self) -> None:
         """Resume every saga of the store that is not finished."""
@@ -365,12 +365,24 @@ class Engine:
 
     # -- commands out -----------------------------------------------------------------
 
-    async def _execute(self, wf: Workflow, state: SagaState, commands: Iterable[Command]) -> None:
+    async def _execute(
+        self,
+        wf: Workflow,
+        state: SagaState,
+        commands: Sequence[Command],
+        records: Sequence[NewRecord] | None = None,
+    ) -> None:
+        """Publish step commands, arm timers, wake waiters. ``records``, when given, are
+        the commands as just appended: their data is sent as is, not encoded again."""
         saga_id = state.saga_id
         outgoing: list[dict[str, Any]] = []
-        for command in commands:
+        for index, command in enumerate(commands):
             if isinstance(command, ExecuteStep | CompensateStep):
-                outgoing.append(command_payload(command))
+                if records is None:
+                    outgoing.append(command_payload(command))
+                else:
+                    record = records[index]
+                    outgoing.append({"type": record.type, "data": dict(record.data)})
                 if command.deadline is not None:
                     self._arm_deadline(command)
             elif isinstance(command, ScheduleRetry):

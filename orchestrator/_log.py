@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from eventstore import NO_STREAM, AppendResult, EventStore, ExpectedVersion, NewRecord, Record
+from eventstore import NO_STREAM, EventStore, ExpectedVersion, NewRecord, Record
 
 from ._codec import Storable, decode, encode
 from ._commands import StartSaga
@@ -95,14 +95,19 @@ class SagaLog:
         request: StartSaga | None = None,
         *,
         with_request: bool = False,
-    ) -> AppendResult:
-        """Append ``messages`` (whose fold gives ``state``) and cache the new state."""
+    ) -> list[NewRecord]:
+        """Append ``messages`` (whose fold gives ``state``) and cache the new state.
+
+        Returns the records written for ``messages``, in order, so the caller can send
+        the commands' data without encoding them again.
+        """
         records = [to_record(m, causation_id) for m in messages]
+        written = records
         if with_request and request is not None:
-            records.insert(0, to_record(request))
-        result = await self.store.append(stream_of(saga_id), records, expected)
+            written = [to_record(request), *records]
+        result = await self.store.append(stream_of(saga_id), written, expected)
         self._remember(saga_id, (state, result.last_version, request))
-        return result
+        return records
 
     def _remember(
         self, saga_id: str, entry: tuple[SagaState | None, int, StartSaga | None]
