@@ -12,6 +12,7 @@ import hypothesis.stateful
 import hypothesis.strategies
 import pytest
 
+from tests.kafka_server import KafkaServer
 from tests.servers import PostgresServer, RedisServer
 
 # Imported here, at the top of the stack, on purpose: CPython 3.11.7 can raise
@@ -57,3 +58,20 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[KafkaServer]:
+    """One Apache Kafka (KRaft) for the whole session; it fails loudly if it cannot start."""
+    server = KafkaServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server: KafkaServer) -> str:
+    """``host:port`` of the session's Kafka; tests isolate themselves by topic prefix."""
+    return kafka_server.bootstrap

@@ -1,0 +1,214 @@
+"""A real Apache Kafka (4.x, KRaft, one combined controller+broker) for the tests.
+
+The broker's jars come from Maven Central through ``tests/kafka/pom.xml``
+(``mvn dependency:copy-dependencies``) into a cache outside the work tree,
+``~/.cache/sagaflow/kafka-<version>`` (``SAGAFLOW_KAFKA_CACHE`` overrides it), fetched
+once. Each server formats its own storage in a temporary directory, listens on free
+loopback ports and is stopped (or SIGKILLed) afterwards. Missing ``java``/``mvn``, a
+failed fetch or a broker that will not start raise :class:`ServerUnavailable` with the
+exact error: never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from tests.servers import ServerUnavailable, free_port, port_open, wait_until
+
+POM = Path(__file__).parent / "kafka" / "pom.xml"
+TEN_MB = 10 * 1024 * 1024
+# Kafka's limits sit a little above the 10 MiB messages the broker accepts, for the
+# record batch and header overhead.
+KAFKA_MAX_BYTES = TEN_MB + 1024 * 1024
+
+
+def kafka_version() -> str:
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    if found is None:
+        raise ServerUnavailable(f"no <kafka.version> in {POM}")
+    return found.group(1)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ServerUnavailable(
+            f"{name!r} not found on PATH; scripts/test installs it "
+            "(apt-get install openjdk-17-jre-headless maven)"
+        )
+    return found
+
+
+def kafka_jars() -> Path:
+    """The directory holding the broker's jars, fetched with Maven on first use."""
+    version = kafka_version()
+    base = Path(os.environ.get("SAGAFLOW_KAFKA_CACHE", Path.home() / ".cache" / "sagaflow"))
+    cache = base / f"kafka-{version}"
+    if (cache / ".complete").exists():
+        return cache
+    mvn = _tool("mvn")
+    partial = base / f"kafka-{version}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    cmd = [
+        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        f"-DoutputDirectory={partial}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ServerUnavailable(
+            f"fetching Apache Kafka {version} jars failed ({proc.returncode}): "
+            f"{' '.join(cmd)}\n{(proc.stdout + proc.stderr).strip()[-4000:]}"
+        )
+    (partial / ".complete").write_text(version)
+    try:
+        partial.rename(cache)
+    except OSError:  # another process won the race: use its copy
+        shutil.rmtree(partial, ignore_errors=True)
+    return cache
+
+
+class KafkaServer:
+    """One Kafka process in KRaft mode (controller and broker), on free loopback ports."""
+
+    def __init__(self, *, heap: str = "512m") -> None:
+        self._java = _tool("java")
+        self.jars = kafka_jars()
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.heap = heap
+        self.dir = Path(tempfile.mkdtemp(prefix="sagaflow-kafka-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = self.dir / "server.log"
+        self._formatted = False
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _properties(self) -> Path:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.dir / "data"),
+            "num.partitions": "4",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # Tests tune consumer session timeouts far below the 6 s default minimum.
+            "group.min.session.timeout.ms": "100",
+            "message.max.bytes": str(KAFKA_MAX_BYTES),
+            "replica.fetch.max.bytes": str(KAFKA_MAX_BYTES),
+            "socket.request.max.bytes": str(4 * KAFKA_MAX_BYTES),
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "background.threads": "2",
+            "log.flush.interval.messages": str(2**62),
+        }
+        path = self.dir / "server.properties"
+        path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
+        return path
+
+    def _java_cmd(self, main: str, *args: str) -> list[str]:
+        return [
+            self._java, f"-Xmx{self.heap}", "-Xms64m", "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-Djava.awt.headless=true",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info",
+            "-cp", f"{self.jars}/*", main, *args,
+        ]  # fmt: skip
+
+    def _format(self, config: Path) -> None:
+        cmd = self._java_cmd(
+            "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config),
+            "--ignore-formatted",
+        )  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+        if proc.returncode != 0:
+            raise ServerUnavailable(
+                f"kafka-storage format failed ({proc.returncode}): "
+                f"{(proc.stdout + proc.stderr).strip()[-4000:]}"
+            )
+        self._formatted = True
+
+    def start(self, timeout: float = 90.0) -> None:
+        config = self._properties()
+        if not self._formatted:
+            self._format(config)
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._java_cmd("kafka.Kafka", str(config)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(self._ready, timeout, f"Apache Kafka on {self.bootstrap} (log {self._log})")
+
+    def _ready(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise ServerUnavailable(
+                f"Apache Kafka exited with {self._proc.returncode}: {self.log_tail()}"
+            )
+        if not port_open(self.port):
+            return False
+        return "Kafka Server started" in self._log.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self._log.read_text(errors="replace")[-chars:]
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the broker: no controlled shutdown."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(30)
+            self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(30)
+            self._proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _cluster_id() -> str:
+    # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
