@@ -7,6 +7,7 @@ import json
 
 from rich.table import Table
 
+from ._audit import SagaAudit, StoreVerification
 from ._client import SagaSummary
 from ._state import SagaState
 from ._workflow import Workflow
@@ -60,6 +61,69 @@ def failure_line(state: SagaState) -> str | None:
         return None
     what = "compensation of " if state.compensation_failure else ""
     return f"{what}{failure.step} (attempt {failure.attempt}): {failure.reason}"
+
+
+def timeline_table(audit: SagaAudit) -> Table:
+    """Every record of a saga's stream: what ``orchestrator replay`` shows first."""
+    table = Table(title=f"timeline of saga {audit.saga_id} ({audit.stream_id})")
+    for column in ("v", "recorded (UTC)", "kind", "type", "step", "attempt", "hash", "caused by"):
+        table.add_column(column)
+    for e in audit.timeline:
+        table.add_row(
+            str(e.version),
+            e.recorded_at.replace("T", " ").rstrip("Z")[:23],
+            e.kind,
+            e.type,
+            e.step or "",
+            "" if e.attempt is None else str(e.attempt),
+            e.short_hash,
+            (e.causation or "").removeprefix(audit.saga_id + ":"),
+        )
+    return table
+
+
+def audit_lines(audit: SagaAudit) -> list[str]:
+    """The verdict of ``replay`` (--verify): chain, decisions, definition drift."""
+    lines = []
+    drift = audit.drift_line()
+    if drift:
+        lines.append(f"[yellow]definition changed:[/yellow] {drift}")
+    if not audit.verified:
+        return lines
+    broken = audit.chain_broken
+    if broken is not None:
+        lines.append(f"[red]chain broken:[/red] {broken.describe()}")
+    elif audit.chain is not None:
+        lines.append(f"chain verified: {audit.chain.records_checked} records")
+    if audit.divergence is not None:
+        lines.append(f"[red]{audit.divergence.describe()}[/red]")
+        if audit.definition_changed:
+            lines.append("  (the workflow definition changed since the saga ran: see above)")
+    elif audit.unverifiable is not None:
+        lines.append(f"[red]not verified:[/red] {audit.unverifiable}")
+    else:
+        lines.append("decisions verified: every recorded command is what the workflow decides")
+    return lines
+
+
+def verification_lines(result: StoreVerification) -> list[str]:
+    """What ``orchestrator verify`` prints."""
+    report, scope = result.report, result.stream_id or "the store"
+    broken = report.first_broken
+    if broken is not None:
+        return [
+            f"[red]chain broken[/red] in {scope} after {report.records_checked} records: "
+            f"stream {broken.stream_id!r} version {broken.version} "
+            f"(position {broken.position}): {broken.reason}",
+            f"  expected: {broken.expected}",
+            f"  found:    {broken.found}",
+        ]
+    return [
+        f"chain verified: {report.records_checked} records in {report.streams_checked} "
+        f"streams of {scope}",
+        f"  last position {result.last_position}",
+        f"  last hash     {result.last_hash or '-'}",
+    ]
 
 
 def _undo(phase: str, attempt: int) -> str:

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -20,6 +20,7 @@ from rich.console import Console
 from brokers import BrokerError, InMemoryBroker
 from eventstore import EventStore, EventStoreError
 
+from ._audit_cli import export_records, replay_saga, verify_chain, write_export
 from ._client import list_sagas, read_saga, request_saga, wait_in_store
 from ._demo import run_demo
 from ._engine import Engine, EngineOptions
@@ -69,10 +70,15 @@ def _run(ctx: click.Context, work: Awaitable[T]) -> T:
         OSError,
         ValueError,
     ) as exc:
-        if ctx.find_root().obj.get("debug"):
-            raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
+        _fail(ctx, exc)
+
+
+def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
+    """A known error: one line on stderr and exit 2 (re-raised with --debug)."""
+    if ctx.find_root().obj.get("debug"):
+        raise exc
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+    sys.exit(2)
 
 
 @click.group()
@@ -394,36 +400,14 @@ def graph(
                 f"{', '.join(workflows) or 'none'})"
             )
     except OrchestratorError as exc:
-        if ctx.find_root().obj.get("debug"):
-            raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
+        _fail(ctx, exc)
     click.echo(mermaid(workflows[workflow]) if fmt == "mermaid" else dot(workflows[workflow]))
-
-
-async def _verify(settings: Settings, stream: str | None) -> int:
-    store = await EventStore.open(settings.store)
-    try:
-        report = await store.verify(stream)
-    finally:
-        await store.close()
-    if report.first_broken is not None:
-        console.print(
-            f"[red]chain broken[/red] after {report.records_checked} records: "
-            f"{report.first_broken.describe()}",
-            highlight=False,
-        )
-        return 1
-    console.print(
-        f"chain verified: {report.records_checked} records in {report.streams_checked} streams",
-        highlight=False,
-    )
-    return 0
 
 
 @cli.command()
 @_common
-@click.option("--stream", help="Verify one stream only.")
+@click.option("--stream", help="Verify one stream only (e.g. saga-<id>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -431,9 +415,82 @@ def verify(
     store: str | None,
     workflows_dir: str | None,
     stream: str | None,
+    as_json: bool,
 ) -> None:
-    """Recompute the SHA-256 chain; exit 1 naming the first broken record."""
-    sys.exit(_run(ctx, _verify(_settings(config_file, store, workflows_dir), stream)))
+    """Recompute the SHA-256 chain of the whole store (or one stream).
+
+    Prints the records and streams checked and the last hash; on tampering, the first
+    broken record (stream, version, position) with the expected and found values.
+    Exit 0 intact, 1 broken, 2 error.
+    """
+    settings = _settings(config_file, store, workflows_dir)
+    sys.exit(_run(ctx, verify_chain(settings, stream, as_json=as_json, console=console)))
+
+
+@cli.command()
+@_common
+@click.argument("saga_id")
+@click.option(
+    "--verify",
+    "check",
+    is_flag=True,
+    help="Also verify the chain and re-run the workflow over the events.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print timeline, state and verdict as JSON.")
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    saga_id: str,
+    check: bool,
+    as_json: bool,
+) -> None:
+    """The saga's timeline (every command and event) and its rebuilt state.
+
+    With --verify, the chain is recomputed and the pure core re-decides every recorded
+    event: each recorded command must be exactly what the workflow decides, else the
+    first differing record is named. A definition changed since the saga started is
+    said plainly.
+
+    \b
+    Exit codes (these differ from the other commands'):
+      0  ok
+      1  chain broken (records changed, missing or inserted)
+      2  divergence: the log is not what the workflow decides, or the workflow is not
+         loaded to check it; also any error (unknown saga, bad store), on one line
+    """
+    settings = _settings(config_file, store, workflows_dir)
+    work = replay_saga(settings, saga_id, verify=check, as_json=as_json, console=console)
+    sys.exit(_run(ctx, work))
+
+
+@cli.command()
+@_common
+@click.argument("saga_id")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default stdout).")
+@click.pass_context
+def export(
+    ctx: click.Context,
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    saga_id: str,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Every record of the saga's stream, one JSON object a line, for auditors.
+
+    docs/CHAIN.md's standard-library script verifies the file:
+    python verify_chain.py saga.jsonl
+
+    \b
+    Example:  orchestrator export 3f2a… -o saga.jsonl
+    """
+    settings = _settings(config_file, store, workflows_dir)
+    write_export(_run(ctx, export_records(settings, saga_id)), output)
 
 
 async def _migrate(settings: Settings) -> int:

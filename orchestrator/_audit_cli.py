@@ -1,0 +1,82 @@
+"""The bodies of ``orchestrator replay``, ``verify`` and ``export`` (cli.py holds the
+options): open the store, call ``_audit``, print, return the exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from eventstore import EventStore, Record
+
+from ._audit import audit_saga, export_lines, export_saga, verify_store
+from ._loader import load_workflows
+from ._render import audit_lines, failure_line, saga_table, timeline_table, verification_lines
+from ._settings import Settings
+
+
+async def replay_saga(
+    settings: Settings, saga_id: str, *, verify: bool, as_json: bool, console: Console
+) -> int:
+    workflows = load_workflows(settings.workflows) if settings.workflows.is_dir() else {}
+    store = await EventStore.open(settings.store)
+    try:
+        audit = await audit_saga(store, saga_id, workflows, verify=verify)
+    finally:
+        await store.close()
+    if as_json:
+        _echo_json(audit.to_json())
+        return audit.exit_code
+    console.print(timeline_table(audit))
+    if audit.state is None:
+        console.print(f"{saga_id}: requested, not started by an engine yet", highlight=False)
+    else:
+        console.print(saga_table(workflows.get(audit.state.workflow), audit.state))
+        reason = failure_line(audit.state)
+        if reason:
+            console.print(f"why: {reason}", highlight=False)
+    for line in audit_lines(audit):
+        console.print(line, highlight=False)
+    return audit.exit_code
+
+
+async def verify_chain(
+    settings: Settings, stream: str | None, *, as_json: bool, console: Console
+) -> int:
+    store = await EventStore.open(settings.store)
+    try:
+        result = await verify_store(store, stream)
+    finally:
+        await store.close()
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        for line in verification_lines(result):
+            console.print(line, highlight=False)
+    return result.exit_code
+
+
+async def export_records(settings: Settings, saga_id: str) -> list[Record]:
+    store = await EventStore.open(settings.store)
+    try:
+        return await export_saga(store, saga_id)
+    finally:
+        await store.close()
+
+
+def write_export(records: list[Record], output: str | None) -> None:
+    """JSONL to ``output`` (stdout when ``None``)."""
+    if output is None:
+        sys.stdout.writelines(line + "\n" for line in export_lines(records))
+        sys.stdout.flush()
+        return
+    with Path(output).open("w", encoding="utf-8", newline="\n") as out:
+        out.writelines(line + "\n" for line in export_lines(records))
+
+
+def _echo_json(doc: dict[str, Any]) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False))
