@@ -1,0 +1,51 @@
+"""Shared by the audit tests: golden files, the CHAIN.md snippet, raw tampering."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from eventstore import EventStore, Record
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "orchestrator" / "golden" / "engine"
+CHAIN_DOC = ROOT / "docs" / "CHAIN.md"
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    return [Record(**json.loads(line)) for line in path.read_text("utf-8").splitlines() if line]
+
+
+def run_chain_snippet(tmp_path: Path, target: Path) -> subprocess.CompletedProcess[str]:
+    """docs/CHAIN.md's one python block, run as a script on ``target``."""
+    blocks = re.findall(r"```python\n(.*?)```", CHAIN_DOC.read_text(), flags=re.S)
+    assert len(blocks) == 1, "docs/CHAIN.md should hold exactly one python block"
+    script = tmp_path / "verify_chain.py"
+    script.write_text(blocks[0])
+    return subprocess.run(
+        [sys.executable, "-I", str(script), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def tamper(store: EventStore, *statements: str | tuple[str, dict[str, Any]]) -> None:
+    """Drop the immutability triggers, then run raw SQL, as a forger with the database's
+    credentials would."""
+    async with store._engine.begin() as conn:
+        if store._dialect.name == "sqlite":
+            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS records_no_update")
+            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS records_no_delete")
+        else:
+            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS records_no_update_delete ON records")
+        for statement in statements:
+            sql, params = (statement, {}) if isinstance(statement, str) else statement
+            await conn.execute(text(sql), params)
