@@ -100,8 +100,12 @@ class Record:
     data: dict[str, Any]
 
 
-def encode(message: Storable) -> Record:
+def encode(message: Storable, *, trusted: bool = False) -> Record:
     """The stored record for ``message``. ``CodecError`` if it is not plain JSON.
+
+    ``trusted=True`` is for messages whose mappings are known to be plain JSON already
+    (decoded from a record or the wire, or built by the engine from such): they are
+    copied, not walked.
 
     The mappings of the commands the core derives (``ExecuteStep.data``,
     ``CompensateStep.data``, ``FinishSaga.output``) are merges of a saga's input and its
@@ -113,7 +117,8 @@ def encode(message: Storable) -> Record:
         raise CodecError(f"not a saga message: {type(message).__name__}")
     kind, name = entry
     data: dict[str, Any] = {}
-    fields = _DERIVED_FIELDS.get(type(message)) or _fields(type(message))
+    cls = type(message)
+    fields = _shallow_fields(cls) if trusted or cls in _DERIVED else _fields(cls)
     for fname, (to_json, _) in fields.items():
         value = getattr(message, fname)
         try:
@@ -155,12 +160,15 @@ Converter = Callable[[Any], Any]
 _CACHE: dict[type, dict[str, tuple[Converter, Converter]]] = {}
 
 
-def _derived(cls: type) -> dict[str, tuple[Converter, Converter]]:
-    fields = dict(_fields(cls))
-    for fname, (to_json, from_json) in fields.items():
-        if to_json is _object:
-            fields[fname] = (_shallow_object, from_json)
-    return fields
+def _shallow_fields(cls: type) -> dict[str, tuple[Converter, Converter]]:
+    cached = _SHALLOW.get(cls)
+    if cached is None:
+        cached = dict(_fields(cls))
+        for fname, (to_json, from_json) in cached.items():
+            if to_json is _object:
+                cached[fname] = (_shallow_object, from_json)
+        _SHALLOW[cls] = cached
+    return cached
 
 
 def _shallow_object(value: Any) -> dict[str, Any]:
@@ -253,6 +261,6 @@ def _json(value: Any, path: str) -> Any:
     raise TypeError(f"{path}: {t.__name__} is not plain JSON")
 
 
-_DERIVED_FIELDS: dict[type, dict[str, tuple[Converter, Converter]]] = {
-    cls: _derived(cls) for cls in (ExecuteStep, CompensateStep, FinishSaga)
-}
+_SHALLOW: dict[type, dict[str, tuple[Converter, Converter]]] = {}
+_DERIVED = frozenset({ExecuteStep, CompensateStep, FinishSaga})
+"""Commands the core derives from checked events: their mappings are never walked."""

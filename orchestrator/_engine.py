@@ -257,8 +257,16 @@ class Engine:
                 if after is state:
                     return  # a duplicate or late outcome: nothing to record
                 try:
+                    # The event came decoded from the wire or from a timer, the commands
+                    # from the core: plain JSON already, so not walked again.
                     records = await self._log.append(
-                        saga_id, after, [event, *commands], version, causation_id, request
+                        saga_id,
+                        after,
+                        [event, *commands],
+                        version,
+                        causation_id,
+                        request,
+                        trusted=True,
                     )
                 except ConcurrencyError:
                     self.counts["conflicts"] += 1

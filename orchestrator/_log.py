@@ -30,8 +30,10 @@ def saga_of(stream_id: str) -> str:
     return stream_id[len(STREAM_PREFIX) :]
 
 
-def to_record(message: Storable, causation_id: str | None = None) -> NewRecord:
-    record = encode(message)
+def to_record(
+    message: Storable, causation_id: str | None = None, *, trusted: bool = False
+) -> NewRecord:
+    record = encode(message, trusted=trusted)
     metadata: dict[str, Any] = {"saga_id": message.saga_id, "correlation_id": message.saga_id}
     if causation_id is not None:
         metadata["causation_id"] = causation_id
@@ -95,13 +97,15 @@ class SagaLog:
         request: StartSaga | None = None,
         *,
         with_request: bool = False,
+        trusted: bool = False,
     ) -> list[NewRecord]:
         """Append ``messages`` (whose fold gives ``state``) and cache the new state.
 
         Returns the records written for ``messages``, in order, so the caller can send
-        the commands' data without encoding them again.
+        the commands' data without encoding them again. ``trusted``: the messages hold
+        only plain JSON already (see ``encode``).
         """
-        records = [to_record(m, causation_id) for m in messages]
+        records = [to_record(m, causation_id, trusted=trusted) for m in messages]
         written = records
         if with_request and request is not None:
             written = [to_record(request), *records]

@@ -7,10 +7,20 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ._errors import StepResultError
 from ._workflow import StepFunction
 
 __all__ = ["call_step"]
+
+
+def _private_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    try:  # the data is plain JSON (it came from the log or the wire): a JSON round trip
+        copied: dict[str, Any] = orjson.loads(orjson.dumps(data))  # is ~10x deepcopy's speed
+        return copied
+    except TypeError:
+        return copy.deepcopy(dict(data))
 
 
 async def call_step(fn: StepFunction, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -23,7 +33,7 @@ async def call_step(fn: StepFunction, data: Mapping[str, Any]) -> dict[str, Any]
     ``StepFailed``. The copy keeps a step that mutates its input from changing the
     saga's recorded data.
     """
-    result = fn(copy.deepcopy(dict(data)))
+    result = fn(_private_copy(data))
     if inspect.isawaitable(result):
         result = await result
     if result is None:
