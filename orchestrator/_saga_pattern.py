@@ -10,7 +10,8 @@
 
 The steps form a chain (each depends on the one before). A step with a compensation is
 compensatable; one without needs no undo (retriable). The saga's log lives in an event
-store: an in-memory SQLite one unless ``store=`` is given, so the history can be kept.
+store: pass ``store=`` to keep the history; by default an in-memory SQLite store holds
+it while ``execute`` runs.
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ class SagaPattern:
                 if self._users == 0 and self._engine is not None:
                     await self._engine.stop()
                     self._engine = None
+                    # Nothing is in flight once every execute() has returned: an owned
+                    # in-memory store is released too (a store passed in stays open).
+                    await self.close()
 
     async def close(self) -> None:
         """Release the in-memory store (a store passed in stays open)."""

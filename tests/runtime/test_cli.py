@@ -203,3 +203,44 @@ def test_migrate_upgrades_an_old_store_that_other_commands_refuse(tmp_path: Path
     migrated = cli("migrate", "--store", url, cwd=tmp_path)
     assert migrated.returncode == 0 and "schema at version" in migrated.stdout
     assert cli("status", "--store", url, cwd=tmp_path).returncode == 0
+
+
+FIXABLE = """
+from pathlib import Path
+
+from orchestrator import RetryPolicy, StepError, WorkflowBuilder
+
+fixable = WorkflowBuilder("fixable")
+FIXED = Path(__file__).with_name("fixed")
+
+
+def refund(data):
+    if not FIXED.exists():
+        raise RuntimeError("refund service down")
+
+
+@fixable.step(compensation=refund,
+              compensation_retry=RetryPolicy(max_attempts=2, initial_interval=0.01))
+def pay(data):
+    return {"paid": True}
+
+
+@fixable.step(after=[pay], kind="pivot")
+def confirm(data):
+    raise StepError("confirmation refused", retryable=False)
+"""
+
+
+def test_a_failed_saga_ends_4_and_resume_finishes_its_compensation(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "fixable.py").write_text(FIXABLE)
+    args = ("--workflows", str(flows))
+    failed = cli("start", "fixable", "--wait", "--pickup", "0.1", *args, cwd=tmp_path)
+    assert failed.returncode == 4, failed.stdout + failed.stderr
+    saga_id = failed.stdout.split()[0]
+    assert "compensation of pay" in failed.stdout and "refund service down" in failed.stdout
+    (flows / "fixed").touch()
+    resumed = cli("resume", saga_id, *args, cwd=tmp_path)
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert f"{saga_id}: compensated" in resumed.stdout
