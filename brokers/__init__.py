@@ -2,7 +2,7 @@
 
 At-least-once messaging with consumer groups, retries with backoff, a dead-letter
 queue, TTLs and provenance hashes, over an in-process broker (the embedded default)
-or Redis Streams. See ``docs/brokers.md``.
+Redis Streams or Apache Kafka. See ``docs/brokers.md``.
 """
 
 from brokers._base import Broker
@@ -18,6 +18,7 @@ from brokers._errors import (
     MessageTooLargeError,
     MessageValidationError,
 )
+from brokers._kafka import KafkaBroker
 from brokers._memory import InMemoryBroker
 from brokers._message import DeadLetterMessage, Delivery, Headers, Message
 from brokers._options import ConsumerOptions
@@ -41,6 +42,7 @@ __all__ = [
     "Delivery",
     "Headers",
     "InMemoryBroker",
+    "KafkaBroker",
     "Message",
     "MessageTooLargeError",
     "MessageValidationError",

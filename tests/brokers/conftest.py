@@ -7,18 +7,22 @@ contract suite stays fast; tests wait for conditions, never for fixed times.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pytest
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
 
 from brokers import (
     Broker,
     ConsumerOptions,
     InMemoryBroker,
+    KafkaBroker,
     Message,
     RedisStreamsBroker,
     RetryPolicy,
@@ -98,9 +102,43 @@ async def _redis(request: pytest.FixtureRequest, clock: SkewClock) -> Backend:
     return Backend("redis", make, write_raw, clock)
 
 
+_kafka_prefixes = itertools.count(1)
+
+
+async def _kafka(request: pytest.FixtureRequest, clock: SkewClock) -> Backend:
+    bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+    # Every test gets its own topics and groups on the session's Kafka.
+    prefix = f"c{next(_kafka_prefixes)}-{uuid.uuid4().hex[:6]}."
+    # The contract's size limit is the common default; Kafka's own is 10 MiB
+    # (tests/brokers/test_kafka.py sends one that big).
+    sized = {"max_message_bytes": 1024 * 1024}
+    made: list[KafkaBroker] = []
+
+    async def make(**options: Any) -> Broker:
+        broker = KafkaBroker(
+            bootstrap, topic_prefix=prefix, **_defaults(clock, {**sized, **options})
+        )
+        await broker.connect()
+        made.append(broker)
+        return broker
+
+    async def write_raw(topic: str, data: bytes) -> None:
+        name = made[-1].kafka_topic(topic)
+        await made[-1]._ensure_topics(name)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(name, data)
+        finally:
+            await producer.stop()
+
+    return Backend("kafka", make, write_raw, clock)
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, SkewClock], Awaitable[Backend]]] = {
     "memory": _memory,
     "redis": _redis,
+    "kafka": _kafka,
 }
 
 

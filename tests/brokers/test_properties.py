@@ -99,6 +99,7 @@ def test_exported_names_are_pinned() -> None:
         "Delivery",
         "Headers",
         "InMemoryBroker",
+        "KafkaBroker",
         "Message",
         "MessageTooLargeError",
         "MessageValidationError",
