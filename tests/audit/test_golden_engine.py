@@ -39,9 +39,7 @@ def test_a_golden_history_replays_under_todays_definition(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", FILES[:2], ids=lambda p: p.stem)
-def test_the_standard_library_snippet_verifies_a_golden_export(
-    path: Path, tmp_path: Path
-) -> None:
+def test_the_standard_library_snippet_verifies_a_golden_export(path: Path, tmp_path: Path) -> None:
     done = run_chain_snippet(tmp_path, path)
     records = read_jsonl(path)
     assert done.returncode == 0, done.stdout + done.stderr

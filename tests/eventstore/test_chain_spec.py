@@ -67,6 +67,25 @@ async def test_the_documented_snippet_verifies_a_real_store_file(tmp_path: Path)
     assert broken.stdout.startswith("stream 'order-1' version 1 (position 1): hash mismatch")
 
 
+async def test_the_snippet_finds_a_deleted_record_no_stream_chain_misses(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = await EventStore.open(f"sqlite:///{db}")
+    await store.append("a", [NewRecord("event", "t", {})] * 2, NO_STREAM)
+    await store.append("b", [NewRecord("event", "t", {})], NO_STREAM)  # position 3
+    await store.append("a", [NewRecord("event", "t", {})], 2)
+    await store.close()
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER records_no_delete")
+    conn.execute("DELETE FROM records WHERE stream_id = 'b'")  # the last (only) record of b
+    conn.commit()
+    conn.close()
+    done = _run_snippet(tmp_path, db)
+    assert done.returncode == 1
+    assert done.stdout.strip() == "stream 'a' version 3 (position 4): missing position: expected 3"
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
