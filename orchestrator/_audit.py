@@ -55,7 +55,7 @@ EXIT_CHAIN_BROKEN = 1
 EXIT_DIVERGED = 2
 """Exit codes of ``orchestrator replay --verify`` (and ``verify``: 0 or 1)."""
 
-SHORT_HASH = 12
+SHORT_HASH = 8
 """Hex digits of a hash shown in a timeline."""
 
 

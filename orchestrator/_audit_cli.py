@@ -40,7 +40,7 @@ async def replay_saga(
         if reason:
             console.print(f"why: {reason}", highlight=False)
     for line in audit_lines(audit):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     return audit.exit_code
 
 
@@ -56,7 +56,7 @@ async def verify_chain(
         _echo_json(result.to_json())
     else:
         for line in verification_lines(result):
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, soft_wrap=True)
     return result.exit_code
 
 

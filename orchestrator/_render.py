@@ -64,22 +64,39 @@ def failure_line(state: SagaState) -> str | None:
 
 
 def timeline_table(audit: SagaAudit) -> Table:
-    """Every record of a saga's stream: what ``orchestrator replay`` shows first."""
-    table = Table(title=f"timeline of saga {audit.saga_id} ({audit.stream_id})")
-    for column in ("v", "recorded (UTC)", "kind", "type", "step", "attempt", "hash", "caused by"):
-        table.add_column(column)
+    """Every record of a saga's stream: what ``orchestrator replay`` shows first.
+
+    Compact enough for 80 columns: times of day (the date is in the title), types
+    without their ``saga.`` prefix, causation ids without the saga id."""
+    first = audit.timeline[0].recorded_at[:10] if audit.timeline else ""
+    table = Table(title=f"saga {audit.saga_id}: {len(audit.timeline)} records from {first} UTC")
+    for column, min_width in _TIMELINE_COLUMNS:
+        table.add_column(column, min_width=min_width, overflow="fold")
     for e in audit.timeline:
+        day = e.recorded_at[:10]
         table.add_row(
             str(e.version),
-            e.recorded_at.replace("T", " ").rstrip("Z")[:23],
-            e.kind,
-            e.type,
+            e.recorded_at[11:23] if day == first else e.recorded_at[:23].replace("T", " "),
+            "cmd" if e.kind == "command" else e.kind,
+            e.type.removeprefix("saga."),
             e.step or "",
             "" if e.attempt is None else str(e.attempt),
             e.short_hash,
             (e.causation or "").removeprefix(audit.saga_id + ":"),
         )
     return table
+
+
+_TIMELINE_COLUMNS = (
+    ("v", 2),
+    ("time", 12),
+    ("kind", 5),
+    ("type", 12),
+    ("step", 6),
+    ("try", 3),
+    ("hash", 8),
+    ("caused by", 6),
+)
 
 
 def audit_lines(audit: SagaAudit) -> list[str]:

@@ -77,7 +77,7 @@ def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
     """A known error: one line on stderr and exit 2 (re-raised with --debug)."""
     if ctx.find_root().obj.get("debug"):
         raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 
