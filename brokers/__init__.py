@@ -7,7 +7,7 @@ Redis Streams or Apache Kafka. See ``docs/brokers.md``.
 
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker, CircuitBreakerPolicy, CircuitState
-from brokers._config import MessagingConfig, RedisConfig
+from brokers._config import KafkaConfig, MessagingConfig, RedisConfig
 from brokers._errors import (
     BrokerConnectionError,
     BrokerError,
@@ -43,6 +43,7 @@ __all__ = [
     "Headers",
     "InMemoryBroker",
     "KafkaBroker",
+    "KafkaConfig",
     "Message",
     "MessageTooLargeError",
     "MessageValidationError",

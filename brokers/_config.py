@@ -7,7 +7,8 @@ Command-line flags, when a CLI adds them, go on top by passing overrides to the
 constructor of a subclass; they are not read here.
 
 Unknown keys are rejected, so a typo is an error naming the key, not a silent default.
-A ``kafka:`` section and ``broker_type: kafka`` join when the Kafka broker does.
+``broker_type: kafka`` reads the ``kafka:`` section (``GREENLANG_KAFKA_BOOTSTRAP_SERVERS``,
+``GREENLANG_KAFKA_SECURITY_PROTOCOL``, ``GREENLANG_KAFKA_SASL_PASSWORD``, …).
 """
 
 from __future__ import annotations
@@ -16,8 +17,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from brokers._base import DEFAULT_MAX_MESSAGE_BYTES, Broker
 from brokers._errors import ConfigError
@@ -64,6 +78,63 @@ class RedisConfig(BaseModel):
         return out
 
 
+KAFKA_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+class KafkaConfig(BaseModel):
+    """The ``kafka:`` section; ``to_dict()`` is ``KafkaBroker``'s keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: Annotated[list[str], NoDecode, Field(min_length=1)] = ["localhost:9092"]
+    """``host:port`` list; a comma-separated string is accepted (the environment's form)."""
+    topic_prefix: str = ""
+    partitions: Annotated[int, Field(ge=1)] = 4
+    replication_factor: Annotated[int, Field(ge=1)] = 1
+    client_id: str = "sagaflow"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    linger_ms: Annotated[int, Field(ge=0)] = 5
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    message_ttl_days: Annotated[float, Field(gt=0)] = 7
+    dlq_ttl_days: Annotated[float, Field(gt=0)] = 30
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    max_message_bytes: Annotated[int, Field(ge=1, le=KAFKA_MAX_MESSAGE_BYTES)] = (
+        KAFKA_MAX_MESSAGE_BYTES
+    )
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL") and (
+            self.sasl_mechanism is None or self.sasl_username is None
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism and "
+                "sasl_username (and sasl_password)"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Keyword arguments for ``KafkaBroker(**config.kafka.to_dict())``."""
+        out = self.model_dump(exclude={"sasl_password"})
+        out["sasl_password"] = (
+            None if self.sasl_password is None else self.sasl_password.get_secret_value()
+        )
+        return out
+
+
 class MessagingConfig(BaseSettings):
     """The whole messaging configuration (the seed's YAML keys)."""
 
@@ -75,8 +146,9 @@ class MessagingConfig(BaseSettings):
         frozen=True,
     )
 
-    broker_type: Literal["memory", "redis"] = "memory"
+    broker_type: Literal["memory", "redis", "kafka"] = "memory"
     redis: RedisConfig = RedisConfig()
+    kafka: KafkaConfig = KafkaConfig()
     metrics_enabled: bool = True
     circuit_breaker_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -129,6 +201,10 @@ class MessagingConfig(BaseSettings):
             from brokers._redis import RedisStreamsBroker
 
             return RedisStreamsBroker(**{**self.redis.to_dict(), **overrides})
+        if self.broker_type == "kafka":
+            from brokers._kafka import KafkaBroker
+
+            return KafkaBroker(**{**self.kafka.to_dict(), **overrides})
         from brokers._memory import InMemoryBroker
 
         options = self.redis.to_dict()

@@ -39,6 +39,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
+from brokers._config import KAFKA_MAX_MESSAGE_BYTES
 from brokers._errors import BrokerConnectionError, BrokerError
 from brokers._kafka_member import DUE_HEADER, SEQ_HEADER, Member, StickyInFlightAssignor
 from brokers._kafka_offsets import OffsetTracker
@@ -47,8 +48,6 @@ from brokers._message import Delivery, Message
 T = TypeVar("T")
 logger = logging.getLogger("brokers")
 
-KAFKA_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-"""The largest message this broker sends (the test server and topic limits allow it)."""
 _OVERHEAD = 64 * 1024  # record batch, key and header bytes beside the value
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
 

@@ -100,6 +100,7 @@ def test_exported_names_are_pinned() -> None:
         "Headers",
         "InMemoryBroker",
         "KafkaBroker",
+        "KafkaConfig",
         "Message",
         "MessageTooLargeError",
         "MessageValidationError",
