@@ -15,7 +15,7 @@ Property tests of your own workflow::
     def test_my_workflow_keeps_the_saga_rules(data):
         check_invariants(simulate(my_workflow, data))
 
-Needs ``hypothesis`` (a dev dependency); the core does not.
+Needs ``hypothesis`` (``pip install sagaflow[testing]``); the core does not.
 """
 
 from __future__ import annotations

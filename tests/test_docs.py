@@ -16,7 +16,7 @@ def _blocks(name: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / name).read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("name", ["eventstore.md"])
+@pytest.mark.parametrize("name", ["eventstore.md", "runtime.md"])
 def test_doc_examples_run(name: str, tmp_path: Path) -> None:
     for index, block in enumerate(_blocks(name)):
         script = tmp_path / f"block{index}.py"
