@@ -1,10 +1,12 @@
-"""The bodies of ``orchestrator replay``, ``verify`` and ``export`` (cli.py holds the
-options): open the store, call ``_audit``, print, return the exit code."""
+"""The bodies of the read-only commands, ``replay``, ``verify``, ``export`` and
+``status`` (cli.py holds their options): open the store, read, print, return the exit
+code."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,20 @@ from rich.console import Console
 from eventstore import EventStore, Record
 
 from ._audit import audit_saga, export_lines, export_saga, verify_store
+from ._client import list_sagas, read_saga
+from ._errors import OrchestratorError
 from ._loader import load_workflows
-from ._render import audit_lines, failure_line, saga_table, timeline_table, verification_lines
+from ._render import (
+    audit_lines,
+    failure_line,
+    saga_table,
+    sagas_table,
+    timeline_table,
+    verification_lines,
+)
 from ._settings import Settings
+from ._state import SagaState
+from ._workflow import Workflow
 
 
 async def replay_saga(
@@ -32,16 +45,41 @@ async def replay_saga(
         _echo_json(audit.to_json())
         return audit.exit_code
     console.print(timeline_table(audit))
-    if audit.state is None:
-        console.print(f"{saga_id}: requested, not started by an engine yet", highlight=False)
-    else:
-        console.print(saga_table(workflows.get(audit.state.workflow), audit.state))
-        reason = failure_line(audit.state)
-        if reason:
-            console.print(f"why: {reason}", highlight=False)
+    _show_state(console, workflows, saga_id, audit.state)
     for line in audit_lines(audit):
         console.print(line, highlight=False, soft_wrap=True)
     return audit.exit_code
+
+
+async def show_status(
+    settings: Settings, saga_id: str | None, limit: int, *, console: Console
+) -> int:
+    """``orchestrator status``: a table of sagas, or one saga's steps."""
+    store = await EventStore.open(settings.store)
+    try:
+        if saga_id is None:
+            console.print(sagas_table(await list_sagas(store, limit)))
+            return 0
+        state, version = await read_saga(store, saga_id)
+    finally:
+        await store.close()
+    if version == 0:
+        raise OrchestratorError(f"no saga {saga_id!r} in {settings.store}")
+    workflows = load_workflows(settings.workflows) if settings.workflows.is_dir() else {}
+    _show_state(console, workflows, saga_id, state)
+    return 0
+
+
+def _show_state(
+    console: Console, workflows: Mapping[str, Workflow], saga_id: str, state: SagaState | None
+) -> None:
+    if state is None:
+        console.print(f"{saga_id}: requested, not started by an engine yet", highlight=False)
+        return
+    console.print(saga_table(workflows.get(state.workflow), state))
+    reason = failure_line(state)
+    if reason:
+        console.print(f"why: {reason}", highlight=False)
 
 
 async def verify_chain(

@@ -20,13 +20,13 @@ from rich.console import Console
 from brokers import BrokerError, InMemoryBroker
 from eventstore import EventStore, EventStoreError
 
-from ._audit_cli import export_records, replay_saga, verify_chain, write_export
-from ._client import list_sagas, read_saga, request_saga, wait_in_store
+from ._audit_cli import export_records, replay_saga, show_status, verify_chain, write_export
+from ._client import read_saga, request_saga, wait_in_store
 from ._demo import run_demo
 from ._engine import Engine, EngineOptions
 from ._errors import OrchestratorError
 from ._loader import load_workflows
-from ._render import dot, failure_line, mermaid, saga_table, sagas_table
+from ._render import dot, failure_line, mermaid
 from ._settings import Settings, load_settings
 from ._state import SagaState
 from ._workflow import Workflow
@@ -328,28 +328,6 @@ def resume(
 # -- status / graph / verify / migrate --------------------------------------------------
 
 
-async def _status(settings: Settings, saga_id: str | None, limit: int) -> int:
-    store = await EventStore.open(settings.store)
-    try:
-        if saga_id is None:
-            console.print(sagas_table(await list_sagas(store, limit)))
-            return 0
-        state, version = await read_saga(store, saga_id)
-        if version == 0:
-            raise OrchestratorError(f"no saga {saga_id!r} in {settings.store}")
-        if state is None:
-            console.print(f"{saga_id}: requested, not started by an engine yet")
-            return 0
-        workflows = load_workflows(settings.workflows) if settings.workflows.is_dir() else {}
-        console.print(saga_table(workflows.get(state.workflow), state))
-        reason = failure_line(state)
-        if reason:
-            console.print(f"why: {reason}", highlight=False)
-        return 0
-    finally:
-        await store.close()
-
-
 @cli.command()
 @_common
 @click.argument("saga_id", required=False)
@@ -368,7 +346,8 @@ def status(
     \b
     Example:  orchestrator status 3f2a…
     """
-    sys.exit(_run(ctx, _status(_settings(config_file, store, workflows_dir), saga_id, limit)))
+    settings = _settings(config_file, store, workflows_dir)
+    sys.exit(_run(ctx, show_status(settings, saga_id, limit, console=console)))
 
 
 @cli.command()
