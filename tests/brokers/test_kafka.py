@@ -224,12 +224,16 @@ def test_kafka_yaml_section_with_tls_and_errors_naming_the_key(
 
 
 def test_config_builds_a_kafka_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GREENLANG_BROKER_TYPE", "kafka")
-    monkeypatch.setenv("GREENLANG_KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
-    monkeypatch.setenv("GREENLANG_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
-    monkeypatch.setenv("GREENLANG_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
-    monkeypatch.setenv("GREENLANG_KAFKA_SASL_USERNAME", "svc")
-    monkeypatch.setenv("GREENLANG_KAFKA_SASL_PASSWORD", "secret")
+    env = {
+        "BROKER_TYPE": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "svc",
+        "KAFKA_SASL_PASSWORD": "secret",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(f"GREENLANG_{key}", value)
     config = MessagingConfig.from_env()
     broker = config.create_broker()
     assert isinstance(broker, KafkaBroker)
