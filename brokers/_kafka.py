@@ -26,12 +26,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,6 +38,7 @@ from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
 from brokers._errors import BrokerConnectionError, BrokerError
+from brokers._kafka_clients import Seq, key_of, read_compacted, stop, topic_name, uuid_key
 from brokers._kafka_member import DUE_HEADER, SEQ_HEADER, Member, StickyInFlightAssignor
 from brokers._kafka_offsets import OffsetTracker
 from brokers._message import Delivery, Message
@@ -49,23 +47,6 @@ T = TypeVar("T")
 logger = logging.getLogger("brokers")
 
 _OVERHEAD = 64 * 1024  # record batch, key and header bytes beside the value
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def _topic_name(name: str) -> str:
-    # Kafka topic names are [A-Za-z0-9._-]; anything else is spelled as _xx (hex).
-    return _NAME_OK.sub(lambda m: f"_{ord(m.group()):02x}", name)
-
-
-class _Seq:
-    """A strictly increasing publish sequence (nanoseconds since the epoch, at least)."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def __call__(self) -> bytes:
-        self._last = max(self._last + 1, time.time_ns())
-        return self._last.to_bytes(8, "big")
 
 
 class KafkaBroker(Broker):
@@ -162,7 +143,7 @@ class KafkaBroker(Broker):
         self._orphans: dict[tuple[str, TopicPartition], tuple[str, OffsetTracker]] = {}
         self._tokens = itertools.count(1)
         self._rr = itertools.count()
-        self._seq = _Seq()
+        self._seq = Seq()
         self._dlq_lock = asyncio.Lock()
 
     @property
@@ -173,10 +154,10 @@ class KafkaBroker(Broker):
 
     def kafka_topic(self, topic: str) -> str:
         """The Kafka topic that carries ``topic``."""
-        return self.topic_prefix + _topic_name(topic)
+        return self.topic_prefix + topic_name(topic)
 
     def _retry_topic(self, topic: str, group: str) -> str:
-        return f"{self.kafka_topic(topic)}.retry.{_topic_name(group)}"
+        return f"{self.kafka_topic(topic)}.retry.{topic_name(group)}"
 
     def _dlq_topic(self, topic: str) -> str:
         return f"{self.kafka_topic(topic)}.dlq"
@@ -227,7 +208,7 @@ class KafkaBroker(Broker):
             started.append(util)
         except BaseException:
             for client in started:
-                await _stop(client)
+                await stop(client)
             raise
         self._producer, self._admin, self._util = producer, admin, util
 
@@ -242,7 +223,7 @@ class KafkaBroker(Broker):
         self._orphans.clear()
         for client in (util, *committers.values(), admin, producer):
             if client is not None:
-                await _stop(client)
+                await stop(client)
 
     async def _ping(self) -> None:
         admin = self._admin
@@ -302,7 +283,7 @@ class KafkaBroker(Broker):
         async def send() -> None:
             futures = []
             for data in datas:
-                key = _key_of(data)
+                key = key_of(data)
                 headers = [(SEQ_HEADER, self._seq())]
                 if retry_due is not None:
                     headers.append((DUE_HEADER, repr(retry_due).encode()))
@@ -372,7 +353,7 @@ class KafkaBroker(Broker):
             await self._io(consumer.start)
         except BaseException:
             member.consumer = None
-            await _stop(consumer)
+            await stop(consumer)
             raise
         return consumer
 
@@ -401,7 +382,7 @@ class KafkaBroker(Broker):
         try:
             await member.commit()
             if member.consumer is not None:
-                await _stop(member.consumer)
+                await stop(member.consumer)
         finally:
             for tp, tracker in member.trackers.items():
                 if member.inflight.get(tp):
@@ -470,30 +451,8 @@ class KafkaBroker(Broker):
         name = self._dlq_topic(topic)
         await self._ensure_topics(name, dlq=True)
         tp = TopicPartition(name, 0)
-        rows: dict[str, bytes] = {}
         async with self._dlq_lock:
-            reader = AIOKafkaConsumer(
-                **self._common, enable_auto_commit=False, auto_offset_reset="earliest"
-            )
-            await self._io(reader.start)
-            try:
-                reader.assign([tp])
-                end = (await self._io(lambda: reader.end_offsets([tp])))[tp]
-                reader.seek(tp, 0)
-                seen = -1
-                while seen < end - 1:
-                    batch = await self._io(lambda: reader.getmany(tp, timeout_ms=1000))
-                    for record in batch.get(tp, ()):
-                        seen = record.offset
-                        key = (record.key or b"").decode()
-                        if record.value is None:
-                            rows.pop(key, None)
-                        else:
-                            rows[key] = record.value
-                    if not batch and await reader.position(tp) >= end:
-                        break
-            finally:
-                await _stop(reader)
+            rows = await self._io(lambda: read_compacted(self._common, tp))
         return list(itertools.islice(rows.items(), limit))
 
     async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
@@ -526,32 +485,3 @@ class KafkaBroker(Broker):
             done = meta.offset if meta is not None and meta.offset >= 0 else start[tp]
             total += max(0, end[tp] - max(done, start[tp]))
         return total
-
-
-async def _stop(client: Any) -> None:
-    """Stop an aiokafka client, whatever it raises on the way down; only a cancellation
-    of the calling task itself goes on (aiokafka can leak its own tasks' ones)."""
-    try:
-        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-    except Exception as exc:
-        logger.debug("stopping %s: %s", type(client).__name__, exc)
-
-
-def uuid_key() -> bytes:
-    import uuid
-
-    return uuid.uuid4().hex.encode()
-
-
-def _key_of(data: bytes) -> bytes | None:
-    """The partition key of an encoded message: its saga id, else its correlation id."""
-    try:
-        headers = orjson.loads(data).get("headers") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    key = headers.get("saga_id") or headers.get("correlation_id")
-    return key.encode() if isinstance(key, str) else None
