@@ -15,7 +15,7 @@ from ._migrations import LATEST_VERSION as SCHEMA_VERSION
 from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._store import EventStore
 from ._validation import Limits
-from ._verify import BrokenRecord, VerifyReport, record_hash, verify_records
+from ._verify import BrokenRecord, ChainVerifier, VerifyReport, record_hash, verify_records
 from ._writer import WriterStats
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AppendResult",
     "BrokenRecord",
+    "ChainVerifier",
     "ConcurrencyError",
     "EventStore",
     "EventStoreError",

@@ -106,8 +106,6 @@ class ChainVerifier:
 
         if record.position <= self._last_position:
             return broken("position not increasing", f"> {self._last_position}", record.position)
-        if self._contiguous and record.position != self._last_position + 1:
-            return broken("missing position", self._last_position + 1, record.position)
         version, prev = self._heads.get(record.stream_id, (0, genesis_hash(record.stream_id)))
         if record.version != version + 1:
             return broken("missing version", version + 1, record.version)
@@ -116,6 +114,10 @@ class ChainVerifier:
         expected_hash = record_hash(record)
         if record.hash != expected_hash:
             return broken("hash mismatch", expected_hash, record.hash)
+        # Last, so that a record the stream's own chain already condemns is named for
+        # that; a gap alone (a stream's last record deleted) is named here.
+        if self._contiguous and record.position != self._last_position + 1:
+            return broken("missing position", self._last_position + 1, record.position)
         return None
 
     def report(self) -> VerifyReport:

@@ -21,8 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore import BrokenRecord, EventStore, Record, VerifyReport, verify_records
-from eventstore._verify import ChainVerifier
+from eventstore import BrokenRecord, ChainVerifier, EventStore, Record, VerifyReport, verify_records
 
 from ._codec import Storable, encode
 from ._commands import Command, StartSaga
