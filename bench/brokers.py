@@ -1,4 +1,10 @@
-"""Brokers benchmark, run by hand: ``python bench/brokers.py [--n 5000] [--seconds 3]``.
+"""Brokers benchmark, run by hand: ``python bench/brokers.py [--broker redis|kafka]
+[--n 5000] [--seconds 3]``.
+
+``--broker kafka`` starts a real Apache Kafka (tests/kafka_server.py) instead and measures
+KafkaBroker beside raw aiokafka (same producer settings: idempotent, acks=all) and beside
+Kafka's own ``org.apache.kafka.tools.ProducerPerformance`` from the same jars, in the same
+run: batched publish, consume + acknowledge, and p95 latency at 1,000 msg/s.
 
 Starts its own redis-server on a free loopback port (tests/servers.py) and measures,
 beside raw redis-py issuing the same commands in the same run:
@@ -223,9 +229,162 @@ async def broker_consume_topic(broker: Broker, topic: str, n: int) -> float:
     return rate(done, time.perf_counter() - start)
 
 
+KAFKA_BATCH = 1000
+
+
+async def kafka_main(n: int, seconds: float) -> None:
+    import subprocess
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from brokers import KafkaBroker
+    from tests.kafka_server import KafkaServer
+
+    server = KafkaServer()
+    server.start()
+    try:
+        fast = ConsumerOptions(visibility_timeout=30, block_time=1.0)
+        broker = KafkaBroker(server.bootstrap, consumer_options=fast)
+        await broker.connect()
+        for name in ("raw.batch", "b.batch", "perf", "raw.lat", "b.lat"):
+            await broker._ensure_topics(broker.kafka_topic(name))
+        producer = AIOKafkaProducer(
+            bootstrap_servers=server.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=512 * 1024,
+        )
+        await producer.start()
+        value = orjson.dumps(PAYLOAD)
+
+        async def raw_batch_kafka() -> float:
+            start = time.perf_counter()
+            # The fastest aiokafka path: whole record batches (create_batch/send_batch).
+            for i in range(n // KAFKA_BATCH):
+                batch = producer.create_batch()
+                futures = []
+                for _ in range(KAFKA_BATCH):
+                    while batch.append(key=b"s-123", value=value, timestamp=None) is None:
+                        batch.close()
+                        futures.append(
+                            await producer.send_batch(batch, "raw.batch", partition=i % 4)
+                        )
+                        batch = producer.create_batch()
+                batch.close()
+                futures.append(await producer.send_batch(batch, "raw.batch", partition=i % 4))
+                await asyncio.gather(*futures)
+            return rate(n, time.perf_counter() - start)
+
+        async def broker_batch_kafka() -> float:
+            payloads = [PAYLOAD] * KAFKA_BATCH
+            start = time.perf_counter()
+            for _ in range(n // KAFKA_BATCH):
+                await broker.publish_batch("b.batch", payloads)
+            return rate(n, time.perf_counter() - start)
+
+        async def raw_consume_kafka() -> float:
+            consumer = AIOKafkaConsumer(
+                "raw.batch",
+                bootstrap_servers=server.bootstrap,
+                group_id="g",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            done = 0
+            start = time.perf_counter()
+            while done < n:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                for records in batches.values():
+                    for record in records:
+                        orjson.loads(record.value)
+                        done += 1
+                await consumer.commit()
+            result = rate(done, time.perf_counter() - start)
+            await consumer.stop()
+            return result
+
+        rows = [
+            ("publish_batch of 1000 (msg/s)", await raw_batch_kafka(), await broker_batch_kafka()),
+            (
+                "consume + acknowledge (msg/s)",
+                await raw_consume_kafka(),
+                await broker_consume_topic(broker, "b.batch", n),
+            ),
+        ]
+        print(f"{'measure':34} {'raw aiokafka':>14} {'KafkaBroker':>14} {'ratio':>7}")
+        for name, raw, ours in rows:
+            print(f"{name:34} {raw:14,.0f} {ours:14,.0f} {ours / raw:7.2f}")
+        cmd = [
+            "java", "-Xmx512m", "-cp", f"{server.jars}/*",
+            "org.apache.kafka.tools.ProducerPerformance", "--topic", "perf",
+            "--num-records", str(n), "--record-size", str(len(broker.build_message(
+                "perf", PAYLOAD)[1])), "--throughput", "-1", "--producer-props",
+            f"bootstrap.servers={server.bootstrap}", "acks=all", "enable.idempotence=true",
+            "linger.ms=5",
+        ]  # fmt: skip
+        out = await asyncio.to_thread(
+            subprocess.run, cmd, capture_output=True, text=True, check=False
+        )
+        lines = [line for line in out.stdout.splitlines() if "records sent" in line]
+        perf = lines[-1] if lines else out.stderr[-500:]
+        print(f"\nProducerPerformance (Java, same jars): {perf}")
+        raw_p = await raw_kafka_latency(producer, server.bootstrap, seconds)
+        ours_p = await broker_latency(broker, "b.lat", seconds)
+        print(f"\nlatency at 1,000 msg/s for {seconds:.0f}s   p50 / p95 / p99 (ms)")
+        for name, p in (("raw aiokafka", raw_p), ("KafkaBroker", ours_p)):
+            print(f"  {name:20} {p[0]:7.3f} {p[1]:7.3f} {p[2]:7.3f}")
+        await producer.stop()
+        await broker.disconnect()
+    finally:
+        server.cleanup()
+
+
+async def raw_kafka_latency(producer: object, bootstrap: str, seconds: float) -> tuple[float, ...]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "raw.lat",
+        bootstrap_servers=bootstrap,
+        group_id="lat",
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=500,
+    )
+    await consumer.start()
+    samples: list[float] = []
+    sent: dict[bytes, float] = {}
+
+    async def receive() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=100)
+            for records in batches.values():
+                for record in records:
+                    samples.append(time.perf_counter() - sent[record.key])
+            if batches:
+                await consumer.commit()
+
+    task = asyncio.create_task(receive())
+    await asyncio.sleep(1.0)
+
+    async def publish() -> None:
+        key = f"m{len(sent)}".encode()
+        sent[key] = time.perf_counter()
+        await producer.send_and_wait("raw.lat", orjson.dumps(PAYLOAD), key=key)  # type: ignore[attr-defined]
+
+    await paced(publish, seconds)
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await consumer.stop()
+    return percentiles(samples)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="messages per throughput run")
     parser.add_argument("--seconds", type=float, default=3.0, help="latency run length")
+    parser.add_argument("--broker", choices=["redis", "kafka"], default="redis")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.seconds))
+    asyncio.run((kafka_main if args.broker == "kafka" else main)(args.n, args.seconds))

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 
 logger = logging.getLogger("brokers")
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
@@ -45,6 +46,12 @@ async def stop(client: Any) -> None:
             raise
     except Exception as exc:
         logger.debug("stopping %s: %s", type(client).__name__, exc)
+
+
+def murmur2_partition(key: bytes, count: int) -> int:
+    """The partition Kafka's default partitioner (Java and aiokafka) gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % count
 
 
 def uuid_key() -> bytes:
