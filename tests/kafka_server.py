@@ -58,7 +58,12 @@ def kafka_jars() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     cmd = [
-        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
         f"-DoutputDirectory={partial}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
