@@ -45,7 +45,7 @@ from ._events import (
     TimerFired,
 )
 from ._log import STREAM_PREFIX, SagaLog, saga_of
-from ._state import SagaState
+from ._state import Phase, SagaState
 from ._timers import TimerQueue
 from ._wire import Topics, command_payload, parse_outcome
 from ._worker import StepWorker, WorkerOptions
@@ -83,6 +83,10 @@ class EngineOptions:
     """How often to look for sagas started by other processes, in seconds."""
     republish_delay: float = 1.0
     """Seconds before commands that could not be published are sent again."""
+    reissue_after: float | None = 60.0
+    """Seconds a step command may go without an outcome before it is sent again (same
+    id). A backstop for a message lost outside the log (a broker that lost data); a
+    step's own ``timeout`` is what fails a slow attempt. ``None`` turns it off."""
     wait_poll_interval: float = 0.5
     """How often ``wait`` looks at the store for sagas other engines are running."""
 
@@ -126,6 +130,7 @@ class Engine:
             "compensated": 0,
             "failed": 0,
             "conflicts": 0,
+            "reissued": 0,
         }
 
     # -- life cycle -------------------------------------------------------------------
@@ -206,11 +211,9 @@ class Engine:
         future: asyncio.Future[SagaState] = loop.create_future()
         self._waiters.setdefault(saga_id, []).append(future)
         try:
-            fresh = False
+            fresh = False  # later rounds read the log: another engine may be running it
             while True:
-                if fresh:
-                    self._log.forget(saga_id)  # another engine may be running it
-                state, _, _ = await self._log.load(saga_id)
+                state, _, _ = await self._log.load(saga_id, fresh=fresh)
                 fresh = True
                 if state is not None and state.is_terminal:
                     return state
@@ -246,15 +249,24 @@ class Engine:
     ) -> None:
         """Apply one event to the saga, record it with its commands, then execute them."""
         async with self._saga_lock(saga_id):
+            fresh = False
             for _ in range(16):
-                state, version, request = await self._log.load(saga_id)
+                state, version, request = await self._log.load(saga_id, fresh=fresh)
                 if state is None:
+                    if not fresh:
+                        fresh = True
+                        continue
                     logger.warning("event for unknown saga %s dropped", saga_id)
                     return
                 wf = self._workflow(state.workflow)
                 event = make_event(self.clock.now())
                 after, commands = react(wf, state, event)
                 if after is state:
+                    if not fresh:
+                        # Decide "nothing to do" only on the log itself: another engine
+                        # may have moved the saga on since this one cached it.
+                        fresh = True
+                        continue
                     return  # a duplicate or late outcome: nothing to record
                 try:
                     # The event came decoded from the wire or from a timer, the commands
@@ -270,7 +282,7 @@ class Engine:
                     )
                 except ConcurrencyError:
                     self.counts["conflicts"] += 1
-                    self._log.forget(saga_id)
+                    fresh = True
                     continue
                 break
             else:
@@ -364,8 +376,7 @@ class Engine:
             after = page[-1].stream_id
 
     async def _reissue(self, saga_id: str) -> None:
-        self._log.forget(saga_id)
-        state, _, _ = await self._log.load(saga_id)
+        state, _, _ = await self._log.load(saga_id, fresh=True)
         if state is None or state.workflow not in self.workflows:
             return
         wf = self.workflows[state.workflow]
@@ -393,6 +404,7 @@ class Engine:
                     outgoing.append({"type": record.type, "data": dict(record.data)})
                 if command.deadline is not None:
                     self._arm_deadline(command)
+                self._arm_reissue(wf, command)
             elif isinstance(command, ScheduleRetry):
                 self._timers.call_at(command.due_at, _timer(self, command))
             elif isinstance(command, FinishSaga):
@@ -420,6 +432,23 @@ class Engine:
                 if not future.done():
                     future.set_result(state)
 
+    def _arm_reissue(self, wf: Workflow, command: ExecuteStep | CompensateStep) -> None:
+        delay = self.options.reissue_after
+        if delay is None:
+            return
+
+        async def check() -> None:
+            if _answered(self._log.cached(command.saga_id), command):
+                return
+            state, _, _ = await self._log.load(command.saga_id, fresh=True)
+            if state is None or _answered(state, command):
+                return
+            logger.warning("no outcome for %s after %ss: sending it again", command.id, delay)
+            self.counts["reissued"] += 1
+            await self._execute(wf, state, [command])
+
+        self._timers.call_at(self.clock.now() + delay, check)
+
     def _arm_deadline(self, command: ExecuteStep | CompensateStep) -> None:
         saga_id, step, attempt = command.saga_id, command.step, command.attempt
         compensation = isinstance(command, CompensateStep)
@@ -430,6 +459,8 @@ class Engine:
             return StepTimedOut(saga_id, step, attempt, now)
 
         async def fire() -> None:
+            if _answered(self._log.cached(saga_id), command):
+                return  # the usual case: the attempt finished in time
             await self._deliver(saga_id, timed_out, command.id)
 
         assert command.deadline is not None
@@ -457,6 +488,18 @@ class Engine:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._locks[saga_id]
+
+
+def _answered(state: SagaState | None, command: ExecuteStep | CompensateStep) -> bool:
+    """Whether ``state`` shows an outcome for the command's attempt. A cached state can
+    lag behind the log, never run ahead of it: True is certain, False means "look"."""
+    if state is None:
+        return False
+    if state.is_terminal:
+        return True
+    table = state.compensations if isinstance(command, CompensateStep) else state.steps
+    st = table.get(command.step)
+    return st is not None and (st.attempt > command.attempt or st.phase is not Phase.RUNNING)
 
 
 def _timer(engine: Engine, command: ScheduleRetry) -> Callable[[], Any]:

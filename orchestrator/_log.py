@@ -67,11 +67,17 @@ class SagaLog:
         entry = self._cache.get(saga_id)
         return entry[0] if entry else None
 
-    async def load(self, saga_id: str) -> tuple[SagaState | None, int, StartSaga | None]:
+    async def load(
+        self, saga_id: str, *, fresh: bool = False
+    ) -> tuple[SagaState | None, int, StartSaga | None]:
         """The saga's state (None before SagaStarted), its stream version, and the
-        client's StartSaga request if the stream holds one."""
+        client's StartSaga request if the stream holds one.
+
+        From the cache unless ``fresh``. A read from the store never replaces a newer
+        cached state: an append may have landed while it was reading.
+        """
         entry = self._cache.get(saga_id)
-        if entry is not None:
+        if entry is not None and not fresh:
             self._cache.move_to_end(saga_id)
             return entry
         records = await self.store.read_stream(stream_of(saga_id))
@@ -81,8 +87,14 @@ class SagaLog:
             if isinstance(first, StartSaga):
                 request = first
         entry = (fold_records(records), len(records), request)
+        newer = self._cache.get(saga_id)
+        if newer is not None and newer[1] >= entry[1]:
+            return newer
         self._remember(saga_id, entry)
         return entry
+
+    def is_cached(self, saga_id: str) -> bool:
+        return saga_id in self._cache
 
     def forget(self, saga_id: str) -> None:
         self._cache.pop(saga_id, None)

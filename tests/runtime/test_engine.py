@@ -190,3 +190,54 @@ async def test_clear_errors_for_unknown_workflows_duplicates_and_bad_input(
         await engine.start_saga("diamond", {}, saga_id="same")
     with pytest.raises(CodecError):
         await engine.start_saga("diamond", {"when": object()})
+
+
+async def test_a_step_command_lost_on_the_way_is_sent_again(
+    make_engine: Callable[..., Engine],
+    broker: Broker,
+    store: EventStore,
+) -> None:
+    topics = Topics()
+    async with make_engine(run_workers=False, reissue_after=0.3) as engine:
+        saga_id = await engine.start_saga("diamond", {})
+        async for message in broker.consume(topics.steps("diamond"), "saga-workers"):
+            lost = parse_command(message.payload)
+            await broker.acknowledge(message)  # taken, never answered: the reply is lost
+            break
+        from orchestrator import StepWorker
+
+        worker = asyncio.create_task(StepWorker(broker, engine.workflows).run())
+        try:
+            state = await engine.wait(saga_id, timeout=20)
+        finally:
+            worker.cancel()
+    assert lost.step == "a" and state.status == "completed"
+    assert engine.counts["reissued"] >= 1
+    types = await _types(store, saga_id)
+    assert types.count("saga.step_succeeded") == 5
+    assert types.count("saga.execute_step") == 5  # sent again, not recorded again
+
+
+async def test_two_engines_sharing_the_replies_lose_nothing(
+    store: EventStore,
+    broker: Broker,
+) -> None:
+    """Replies of one saga land on either engine: a state one engine cached may be
+    behind what the other has appended since; an outcome must never be taken for a
+    duplicate on that stale view (it would be acknowledged and lost)."""
+    from orchestrator import EngineOptions
+    from tests.runtime.flows import WORKFLOWS
+
+    first = Engine(store, broker, WORKFLOWS, options=EngineOptions(reissue_after=None))
+    second = Engine(
+        store, broker, WORKFLOWS, options=EngineOptions(run_workers=False, reissue_after=None)
+    )
+    async with first, second:
+        ids = await asyncio.gather(*(first.start_saga("diamond", {}) for _ in range(30)))
+        states = await asyncio.gather(*(second.wait(i, timeout=30) for i in ids))
+    assert [s.status for s in states] == ["completed"] * 30
+    assert first.counts["conflicts"] + second.counts["conflicts"] >= 0
+    for saga_id in ids:
+        types = await _types(store, saga_id)
+        assert types.count("saga.step_succeeded") == 5
+    assert (await store.verify()).ok
