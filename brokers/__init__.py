@@ -5,6 +5,8 @@ queue, TTLs and provenance hashes, over an in-process broker (the embedded defau
 Redis Streams or Apache Kafka. See ``docs/brokers.md``.
 """
 
+from typing import TYPE_CHECKING
+
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker, CircuitBreakerPolicy, CircuitState
 from brokers._config import KafkaConfig, MessagingConfig, RedisConfig
@@ -18,13 +20,29 @@ from brokers._errors import (
     MessageTooLargeError,
     MessageValidationError,
 )
-from brokers._kafka import KafkaBroker
 from brokers._memory import InMemoryBroker
 from brokers._message import DeadLetterMessage, Delivery, Headers, Message
 from brokers._options import ConsumerOptions
 from brokers._patterns import PubSubPattern, RequestReplyPattern, WorkQueuePattern
 from brokers._redis import RedisStreamsBroker
 from brokers._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from brokers._kafka import KafkaBroker
+
+
+def __getattr__(name: str) -> object:
+    # KafkaBroker needs aiokafka (the `kafka` extra): imported on first use, so the
+    # embedded default and Redis work without it.
+    if name == "KafkaBroker":
+        try:
+            from brokers._kafka import KafkaBroker
+        except ImportError as exc:
+            raise ImportError(
+                f"KafkaBroker needs aiokafka: pip install 'sagaflow[kafka]' ({exc})"
+            ) from exc
+        return KafkaBroker
+    raise AttributeError(f"module 'brokers' has no attribute {name!r}")
 
 __all__ = [
     "Broker",
