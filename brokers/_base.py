@@ -9,6 +9,7 @@ all decided here, so the in-memory and Redis brokers cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -91,6 +92,10 @@ class Broker(ABC):
         self._clock = clock
         self._rng = rng or random.Random()
         self._connected = False
+        # Message ids: a random 96-bit prefix per broker object and a counter. Unique
+        # across processes like a UUID, at a tenth of uuid4's cost on the publish path.
+        self._id_prefix = os.urandom(12).hex()
+        self._id_seq = itertools.count(1)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -123,6 +128,9 @@ class Broker(ABC):
     ) -> None:
         await self.disconnect()
 
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_seq):08x}"
+
     def _require_connected(self) -> None:
         if not self._connected:
             raise BrokerNotConnectedError(
@@ -153,7 +161,7 @@ class Broker(ABC):
         now = self._clock()
         lifetime = ttl if ttl is not None else self.message_ttl
         message = Message(
-            id=message_id or uuid.uuid4().hex,
+            id=message_id or self._new_id(),
             topic=topic,
             payload=body,
             headers=parsed,

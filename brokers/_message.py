@@ -12,6 +12,7 @@ checked again on every delivery.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -184,13 +185,22 @@ def provenance_hash(payload: JSONObject, headers: dict[str, str]) -> str:
     return hashlib.sha256(canonical_json({"headers": headers, "payload": payload})).hexdigest()
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, check_circular=False, separators=(",", ":"))
+
+
 def validate_payload(topic: str, payload: Any) -> JSONObject:
     if type(payload) is not dict:
         raise MessageValidationError(
             f"payload for topic {topic!r} must be a JSON object (dict), "
             f"got {type(payload).__name__}"
         )
-    check_json(payload, "payload")
+    try:  # one pass in C; the Python walk only to say exactly what is wrong
+        _STRICT_JSON.encode(payload)
+        orjson.dumps(payload)  # string keys, integers within 64 bits
+    except (TypeError, ValueError, RecursionError) as exc:
+        check_json(payload, "payload")
+        canonical_json(payload)
+        raise MessageValidationError(f"payload for topic {topic!r} is not JSON: {exc}") from exc
     return payload
 
 

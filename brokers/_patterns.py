@@ -52,7 +52,7 @@ class RequestReplyPattern:
         self,
         topic: str,
         payload: JSONObject,
-        timeout: float = 30.0,  # noqa: ASYNC109 (the seed API)
+        timeout: float = 30.0,
         *,
         headers: HeadersArg = None,
     ) -> Message | None:
