@@ -44,6 +44,7 @@ def __getattr__(name: str) -> object:
         return KafkaBroker
     raise AttributeError(f"module 'brokers' has no attribute {name!r}")
 
+
 __all__ = [
     "Broker",
     "BrokerConnectionError",

@@ -64,8 +64,8 @@ class PostgresServer:
     """A throw-away PostgreSQL cluster: initdb, pg_ctl start on a free port, stop."""
 
     def __init__(self) -> None:
-        self._bindir = os.path.dirname(os.path.realpath(
-            _find_binary("initdb", ["/usr/lib/postgresql/*/bin/initdb"]))
+        self._bindir = os.path.dirname(
+            os.path.realpath(_find_binary("initdb", ["/usr/lib/postgresql/*/bin/initdb"]))
         )
         self.port = free_port()
         self._tmp = Path(tempfile.mkdtemp(prefix="sagaflow-pg-"))
@@ -91,8 +91,14 @@ class PostgresServer:
         if self._as_root:
             shutil.chown(self._tmp, user="postgres")
         self._run(
-            f"{self._bindir}/initdb", "-D", str(self._data), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--no-sync",
+            f"{self._bindir}/initdb",
+            "-D",
+            str(self._data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
         )
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
@@ -100,15 +106,34 @@ class PostgresServer:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            f"{self._bindir}/pg_ctl", "-D", str(self._data), "-l", str(self._tmp / "log"),
-            "-o", options, "-w", "-t", "60", "start",
+            f"{self._bindir}/pg_ctl",
+            "-D",
+            str(self._data),
+            "-l",
+            str(self._tmp / "log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         wait_until(lambda: port_open(self.port), 30, "PostgreSQL")
 
     def create_database(self, name: str) -> str:
         self._run(
-            f"{self._bindir}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-            "-d", "postgres", "-q", "-c", f'CREATE DATABASE "{name}"',
+            f"{self._bindir}/psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-c",
+            f'CREATE DATABASE "{name}"',
         )
         return f"{self.dsn_base}/{name}"
 
@@ -135,9 +160,21 @@ class RedisServer:
 
     def start(self) -> None:
         args = [
-            self._binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.dir), "--save", "", "--daemonize", "no",
-            "--protected-mode", "no", "--logfile", str(self.dir / "redis.log"),
+            self._binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         if self.appendonly:
             args += ["--appendonly", "yes", "--appendfsync", "always"]

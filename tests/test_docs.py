@@ -21,6 +21,12 @@ def test_doc_examples_run(name: str, tmp_path: Path) -> None:
     for index, block in enumerate(_blocks(name)):
         script = tmp_path / f"block{index}.py"
         script.write_text(block)
-        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              timeout=120, cwd=tmp_path, check=False)
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            check=False,
+        )
         assert done.returncode == 0, f"{name} block {index}:\n{done.stdout}\n{done.stderr}"
