@@ -47,7 +47,7 @@ from ._events import (
 from ._log import STREAM_PREFIX, SagaLog, saga_of
 from ._state import Phase, SagaState
 from ._timers import TimerQueue
-from ._wire import Topics, command_payload, parse_outcome
+from ._wire import Topics, command_payload, parse_outcome, stamped
 from ._worker import StepWorker, WorkerOptions
 from ._workflow import Workflow
 
@@ -307,13 +307,13 @@ class Engine:
 
     async def _on_reply(self, message: Message) -> None:
         try:
-            outcome = parse_outcome(message.payload, 0.0)
+            outcome = parse_outcome(message.payload)
         except CodecError as exc:
             await self.broker.nack(message, f"not a step outcome: {exc}", requeue=False)
             return
         try:
             await self._deliver(
-                outcome.saga_id, lambda now: _stamped(outcome, now), message.headers.causation_id
+                outcome.saga_id, lambda now: stamped(outcome, now), message.headers.causation_id
             )
         except Exception as exc:
             logger.exception("reply %s for saga %s failed", message.id, outcome.saga_id)
@@ -513,13 +513,6 @@ def _timer(engine: Engine, command: ScheduleRetry) -> Callable[[], Any]:
         )
 
     return fire
-
-
-def _stamped(outcome: Any, now: float) -> Event:
-    import dataclasses
-
-    stamped: Event = dataclasses.replace(outcome, now=now)
-    return stamped
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

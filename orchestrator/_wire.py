@@ -61,11 +61,16 @@ def parse_command(payload: dict[str, Any]) -> StepCommand:
     return message
 
 
-def parse_outcome(payload: dict[str, Any], now: float) -> Outcome:
+def parse_outcome(payload: dict[str, Any]) -> Outcome:
+    """The outcome a worker sent, as sent (``now`` 0: see ``stamped``)."""
     message = _decode(payload, "event")
     if not isinstance(
         message, StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed
     ):
         raise CodecError(f"{type(message).__name__} is not a step outcome")
-    stamped: Outcome = dataclasses.replace(message, now=now)
-    return stamped
+    return message
+
+
+def stamped(outcome: Outcome, now: float) -> Outcome:
+    """The outcome with the engine's clock reading of when it was received."""
+    return dataclasses.replace(outcome, now=now)

@@ -16,17 +16,26 @@ def _blocks(name: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / name).read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("name", ["eventstore.md", "runtime.md"])
-def test_doc_examples_run(name: str, tmp_path: Path) -> None:
-    for index, block in enumerate(_blocks(name)):
-        script = tmp_path / f"block{index}.py"
-        script.write_text(block)
-        done = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-            check=False,
-        )
-        assert done.returncode == 0, f"{name} block {index}:\n{done.stdout}\n{done.stderr}"
+DOCS = ["eventstore.md", "runtime.md", "orchestrator-core.md"]
+CASES = [(name, index) for name in DOCS for index in range(len(_blocks(name)))]
+
+
+@pytest.mark.parametrize(("name", "index"), CASES)
+def test_doc_examples_run(name: str, index: int, tmp_path: Path) -> None:
+    script = tmp_path / f"block{index}.py"
+    script.write_text(_blocks(name)[index])
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, f"{name} block {index}:\n{done.stdout}\n{done.stderr}"
+
+
+def test_the_core_doc_shows_the_api_the_runtime_uses() -> None:
+    text = "\n".join(_blocks("orchestrator-core.md"))
+    for needle in ("WorkflowBuilder(", "Workflow.from_graph(", "react(", "resume(", "given("):
+        assert needle in text, needle
