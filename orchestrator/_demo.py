@@ -15,7 +15,7 @@ from rich.console import Console
 from brokers import InMemoryBroker
 from eventstore import EventStore
 
-from ._engine import Engine
+from ._engine import Engine, EngineOptions
 from ._errors import OrchestratorError
 from ._loader import load_workflows
 from ._render import failure_line, saga_table
@@ -67,7 +67,9 @@ async def run_demo(settings: Settings, console: Console) -> int:
     await broker.connect()
     unexpected = 0
     try:
-        async with Engine(store, broker, workflows, options=_demo_options()) as engine:
+        async with Engine(
+            store, broker, workflows, options=EngineOptions(recover=False, intake=False)
+        ) as engine:
             for title, workflow, data, expected in DEMO:
                 saga_id = await engine.start_saga(workflow, data)
                 state = await engine.wait(saga_id, timeout=60)
@@ -98,9 +100,3 @@ async def run_demo(settings: Settings, console: Console) -> int:
         highlight=False,
     )
     return 1 if unexpected else 0
-
-
-def _demo_options() -> Any:
-    from ._engine import EngineOptions
-
-    return EngineOptions(recover=False, intake=False)

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from eventstore import NO_STREAM, EventStore, ExpectedVersion, NewRecord, Record
+from eventstore import EventStore, ExpectedVersion, NewRecord, Record
 
 from ._codec import Storable, decode, encode
 from ._commands import StartSaga
@@ -134,4 +134,4 @@ class SagaLog:
             self._cache.popitem(last=False)
 
 
-__all__ = ["NO_STREAM", "STREAM_PREFIX", "SagaLog", "fold_records", "saga_of", "stream_of"]
+__all__ = ["STREAM_PREFIX", "SagaLog", "fold_records", "saga_of", "stream_of"]
