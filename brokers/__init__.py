@@ -28,7 +28,7 @@ from brokers._redis import RedisStreamsBroker
 from brokers._retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from brokers._kafka import KafkaBroker
+    from brokers.kafka import KafkaBroker
 
 
 def __getattr__(name: str) -> object:
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> object:
     # embedded default and Redis work without it.
     if name == "KafkaBroker":
         try:
-            from brokers._kafka import KafkaBroker
+            from brokers.kafka import KafkaBroker
         except ImportError as exc:
             raise ImportError(
                 f"KafkaBroker needs aiokafka: pip install 'sagaflow[kafka]' ({exc})"

@@ -202,7 +202,7 @@ class MessagingConfig(BaseSettings):
 
             return RedisStreamsBroker(**{**self.redis.to_dict(), **overrides})
         if self.broker_type == "kafka":
-            from brokers._kafka import KafkaBroker
+            from brokers.kafka import KafkaBroker
 
             return KafkaBroker(**{**self.kafka.to_dict(), **overrides})
         from brokers._memory import InMemoryBroker

@@ -21,7 +21,7 @@ from brokers import (
     MessageTooLargeError,
     MessagingConfig,
 )
-from brokers._kafka_offsets import OffsetTracker
+from brokers.kafka.offsets import OffsetTracker
 from tests.brokers.conftest import FAST_CONSUMER, FAST_RETRY
 
 TEN_MB = 10 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""aiokafka plumbing for :mod:`brokers._kafka`: names, keys, the publish sequence,
+"""aiokafka plumbing for :mod:`brokers.kafka.broker`: names, keys, the publish sequence,
 stopping clients, and reading a compacted topic to its end."""
 
 from __future__ import annotations

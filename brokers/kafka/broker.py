@@ -13,7 +13,7 @@ Topics, for topic ``t`` and group ``g`` (all behind the optional ``topic_prefix`
   tombstone (a null value) for the id, and the topic is compacted.
 
 Consumer group ``g`` commits, per partition, only the contiguous acknowledged offsets
-(:mod:`brokers._kafka_offsets`), so a message is done only when it and everything
+(:mod:`brokers.kafka.offsets`), so a message is done only when it and everything
 before it in its partition are. A consumer that dies leaves (or times out of) the group;
 the rebalance hands its partitions to another member, which resumes from the committed
 offset: what was not acknowledged is delivered again. Producers are idempotent with
@@ -38,7 +38,8 @@ from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
 from brokers._errors import BrokerConnectionError, BrokerError
-from brokers._kafka_clients import (
+from brokers._message import Delivery, Message
+from brokers.kafka.clients import (
     Seq,
     key_of,
     murmur2_partition,
@@ -47,9 +48,8 @@ from brokers._kafka_clients import (
     topic_name,
     uuid_key,
 )
-from brokers._kafka_member import DUE_HEADER, SEQ_HEADER, Member, StickyInFlightAssignor
-from brokers._kafka_offsets import OffsetTracker
-from brokers._message import Delivery, Message
+from brokers.kafka.member import DUE_HEADER, SEQ_HEADER, Member, StickyInFlightAssignor
+from brokers.kafka.offsets import OffsetTracker
 
 T = TypeVar("T")
 logger = logging.getLogger("brokers")

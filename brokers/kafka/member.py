@@ -34,8 +34,8 @@ from aiokafka.coordinator.protocol import (
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from brokers._kafka_offsets import OffsetTracker
 from brokers._message import Delivery
+from brokers.kafka.offsets import OffsetTracker
 
 logger = logging.getLogger("brokers")
 
