@@ -24,8 +24,8 @@ from brokers._memory import InMemoryBroker
 from brokers._message import DeadLetterMessage, Delivery, Headers, Message
 from brokers._options import ConsumerOptions
 from brokers._patterns import PubSubPattern, RequestReplyPattern, WorkQueuePattern
+from brokers._redelivery import RedeliveryPolicy
 from brokers._redis import RedisStreamsBroker
-from brokers._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from brokers.kafka import KafkaBroker
@@ -68,9 +68,9 @@ __all__ = [
     "MessageValidationError",
     "MessagingConfig",
     "PubSubPattern",
+    "RedeliveryPolicy",
     "RedisConfig",
     "RedisStreamsBroker",
     "RequestReplyPattern",
-    "RetryPolicy",
     "WorkQueuePattern",
 ]

@@ -44,7 +44,7 @@ from brokers._message import (
 )
 from brokers._metrics import BrokerMetrics
 from brokers._options import ConsumerOptions
-from brokers._retry import RetryPolicy
+from brokers._redelivery import RedeliveryPolicy
 
 logger = logging.getLogger("brokers")
 
@@ -68,13 +68,13 @@ class Broker(ABC):
         dlq_ttl_days: float = 30,
         max_stream_length: int = 100_000,
         max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
+        retry: RedeliveryPolicy | None = None,
         consumer_options: ConsumerOptions | None = None,
         circuit: CircuitBreakerPolicy | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        policy = retry or RetryPolicy()
+        policy = retry or RedeliveryPolicy()
         if max_retries is not None:
             policy = replace(policy, max_retries=max_retries)
         if max_message_bytes <= 0:

@@ -24,12 +24,12 @@ from brokers import (
     InMemoryBroker,
     KafkaBroker,
     Message,
+    RedeliveryPolicy,
     RedisStreamsBroker,
-    RetryPolicy,
 )
 
 FAST_CONSUMER = ConsumerOptions(visibility_timeout=0.3, block_time=0.05)
-FAST_RETRY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, jitter=0.5)
+FAST_REDELIVERY = RedeliveryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05, jitter=0.5)
 
 
 class SkewClock:
@@ -63,7 +63,7 @@ class Backend:
 def _defaults(clock: SkewClock, options: dict[str, Any]) -> dict[str, Any]:
     return {
         "consumer_options": FAST_CONSUMER,
-        "retry": FAST_RETRY,
+        "retry": FAST_REDELIVERY,
         "clock": clock,
         **options,
     }

@@ -17,7 +17,7 @@ from brokers import (
     Message,
     MessageTooLargeError,
     MessageValidationError,
-    RetryPolicy,
+    RedeliveryPolicy,
 )
 from tests.brokers.conftest import Backend, eventually, take
 
@@ -158,7 +158,7 @@ async def test_nack_without_requeue_dead_letters_at_once(broker: Broker) -> None
 
 
 async def test_retry_is_delayed_without_blocking_other_messages(backend: Backend) -> None:
-    slow = RetryPolicy(max_retries=3, base_delay=3600, max_delay=3600, jitter=0)
+    slow = RedeliveryPolicy(max_retries=3, base_delay=3600, max_delay=3600, jitter=0)
     broker = await backend.make(retry=slow)
     first = await broker.publish("t", {"i": 1})
     second = await broker.publish("t", {"i": 2})

@@ -22,7 +22,7 @@ from brokers import (
     MessagingConfig,
 )
 from brokers.kafka.offsets import OffsetTracker
-from tests.brokers.conftest import FAST_CONSUMER, FAST_RETRY
+from tests.brokers.conftest import FAST_CONSUMER, FAST_REDELIVERY
 
 TEN_MB = 10 * 1024 * 1024
 
@@ -78,7 +78,7 @@ async def kafka(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
         kafka_bootstrap,
         topic_prefix=f"k-{uuid.uuid4().hex[:8]}.",
         consumer_options=FAST_CONSUMER,
-        retry=FAST_RETRY,
+        retry=FAST_REDELIVERY,
     )
     await broker.connect()
     yield broker

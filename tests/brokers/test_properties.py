@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import brokers
-from brokers import InMemoryBroker, RetryPolicy
+from brokers import InMemoryBroker, RedeliveryPolicy
 from brokers._message import decode_message
 
 json_scalars = (
@@ -66,7 +66,7 @@ def test_any_change_to_the_payload_breaks_provenance(payload: dict[str, Any], ke
 def test_backoff_stays_within_jittered_exponential_bounds(
     base: float, cap: float, multiplier: float, jitter: float, attempt: int
 ) -> None:
-    policy = RetryPolicy(base_delay=base, max_delay=cap, multiplier=multiplier, jitter=jitter)
+    policy = RedeliveryPolicy(base_delay=base, max_delay=cap, multiplier=multiplier, jitter=jitter)
     ceiling = min(cap, base * multiplier ** (attempt - 1)) if attempt < 100 else None
     delay = policy.delay(attempt)
     assert 0 <= delay <= cap
@@ -77,7 +77,7 @@ def test_backoff_stays_within_jittered_exponential_bounds(
 
 
 def test_backoff_grows_until_the_cap() -> None:
-    policy = RetryPolicy(base_delay=1, max_delay=10, jitter=0)
+    policy = RedeliveryPolicy(base_delay=1, max_delay=10, jitter=0)
     assert [policy.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
 
 
@@ -106,10 +106,10 @@ def test_exported_names_are_pinned() -> None:
         "MessageValidationError",
         "MessagingConfig",
         "PubSubPattern",
+        "RedeliveryPolicy",
         "RedisConfig",
         "RedisStreamsBroker",
         "RequestReplyPattern",
-        "RetryPolicy",
         "WorkQueuePattern",
     }
     for name in brokers.__all__:

@@ -18,7 +18,7 @@ from brokers import (
     ConsumerOptions,
     RedisStreamsBroker,
 )
-from tests.brokers.conftest import FAST_CONSUMER, FAST_RETRY, eventually, take
+from tests.brokers.conftest import FAST_CONSUMER, FAST_REDELIVERY, eventually, take
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.redis
 def make(url: str, **options: object) -> RedisStreamsBroker:
     return RedisStreamsBroker(
         redis_url=url,
-        **{"consumer_options": FAST_CONSUMER, "retry": FAST_RETRY, **options},  # type: ignore[arg-type]
+        **{"consumer_options": FAST_CONSUMER, "retry": FAST_REDELIVERY, **options},  # type: ignore[arg-type]
     )
 
 

@@ -1,4 +1,5 @@
-"""Retry policy: exponential backoff with jitter, shared by every broker."""
+"""Redelivery policy: when a nacked message is delivered again (exponential backoff with
+jitter), shared by every broker. The orchestrator's step retries are its own ``RetryPolicy``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a nacked message is retried before it goes to the dead-letter queue.
+class RedeliveryPolicy:
+    """How a nacked message is delivered again before it goes to the dead-letter queue.
 
     Retry ``n`` (1-based) waits ``min(max_delay, base_delay * multiplier**(n-1))``
     scaled down by up to ``jitter`` (so ``jitter=0.5`` waits between 50% and 100% of it).
