@@ -7,11 +7,9 @@ and the record codec (``encode``/``decode``). See docs/ARCHITECTURE.md and
 docs/orchestrator-core.md.
 """
 
-from ._builder import WorkflowBuilder
-from ._client import SagaSummary, list_sagas, read_saga, request_saga, wait_in_store
-from ._clock import Clock, FakeClock, SystemClock
-from ._codec import TYPE_NAMES, Record, Storable, decode, encode
-from ._commands import (
+from orchestrator.core.builder import WorkflowBuilder
+from orchestrator.core.codec import TYPE_NAMES, Record, Storable, decode, encode
+from orchestrator.core.commands import (
     AbortSaga,
     Command,
     CompensateStep,
@@ -21,20 +19,7 @@ from ._commands import (
     ScheduleRetry,
     StartSaga,
 )
-from ._core import Message, Reaction, decide, evolve, fold, is_terminal, react, resume, start
-from ._engine import Engine, EngineOptions
-from ._errors import (
-    CodecError,
-    OrchestratorError,
-    SagaExistsError,
-    SagaStateError,
-    StepError,
-    StepResultError,
-    UnknownSagaError,
-    UnknownWorkflowError,
-    WorkflowDefinitionError,
-)
-from ._events import (
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -46,15 +31,46 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._loader import load_workflow_file, load_workflows
-from ._policy import RetryPolicy, StepKind, StepOptions
-from ._replay import Mismatch, Replay, replay
-from ._saga_pattern import SagaPattern, SagaResult
-from ._state import Failure, Phase, SagaState, SagaStatus, StepState
-from ._steps import call_step
-from ._wire import Topics
-from ._worker import StepContext, StepWorker, WorkerOptions, current_step
-from ._workflow import CompensationSpec, StepFunction, StepSpec, Workflow
+from orchestrator.core.policy import RetryPolicy, StepKind, StepOptions
+from orchestrator.core.react import (
+    Message,
+    Reaction,
+    decide,
+    evolve,
+    fold,
+    is_terminal,
+    react,
+    resume,
+    start,
+)
+from orchestrator.core.replay import Mismatch, Replay, replay
+from orchestrator.core.state import Failure, Phase, SagaState, SagaStatus, StepState
+from orchestrator.core.workflow import CompensationSpec, StepFunction, StepSpec, Workflow
+from orchestrator.errors import (
+    CodecError,
+    OrchestratorError,
+    SagaExistsError,
+    SagaStateError,
+    StepError,
+    StepResultError,
+    UnknownSagaError,
+    UnknownWorkflowError,
+    WorkflowDefinitionError,
+)
+from orchestrator.runtime.client import (
+    SagaSummary,
+    list_sagas,
+    read_saga,
+    request_saga,
+    wait_in_store,
+)
+from orchestrator.runtime.clock import Clock, FakeClock, SystemClock
+from orchestrator.runtime.engine import Engine, EngineOptions
+from orchestrator.runtime.loader import load_workflow_file, load_workflows
+from orchestrator.runtime.saga_pattern import SagaPattern, SagaResult
+from orchestrator.runtime.steps import call_step
+from orchestrator.runtime.wire import Topics
+from orchestrator.runtime.worker import StepContext, StepWorker, WorkerOptions, current_step
 
 __all__ = [
     "TYPE_NAMES",

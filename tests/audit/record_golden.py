@@ -32,9 +32,9 @@ import networkx as nx
 from brokers import InMemoryBroker
 from eventstore import EventStore
 from orchestrator import StepError, Workflow, load_workflows
-from orchestrator._audit import export_lines
-from orchestrator._clock import FakeClock
-from orchestrator._engine import Engine, EngineOptions
+from orchestrator.audit.checks import export_lines
+from orchestrator.runtime.clock import FakeClock
+from orchestrator.runtime.engine import Engine, EngineOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "orchestrator" / "golden" / "engine"

@@ -65,7 +65,7 @@ def test_nan_time_is_refused() -> None:
 def test_decode_refuses_unknown_types_wrong_kinds_and_bad_fields() -> None:
     good = encode(StepSucceeded("s", "a", 1, {"k": 1}, 2.0))
     with pytest.raises(CodecError, match="unknown record type"):
-        decode("event", "orchestrator._events:StepSucceeded", good.data)
+        decode("event", "orchestrator.core.events:StepSucceeded", good.data)
     with pytest.raises(CodecError, match=r"stored as .event., not .command."):
         decode("command", good.type, good.data)
     with pytest.raises(CodecError, match="missing"):

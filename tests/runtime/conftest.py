@@ -10,7 +10,7 @@ import pytest
 
 from brokers import Broker, ConsumerOptions, InMemoryBroker, RedisStreamsBroker
 from eventstore import EventStore
-from orchestrator._engine import Engine, EngineOptions
+from orchestrator.runtime.engine import Engine, EngineOptions
 from tests.runtime.flows import WORKFLOWS
 
 FAST = ConsumerOptions(visibility_timeout=2.0, block_time=0.05)

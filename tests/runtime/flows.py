@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any
 
 from orchestrator import RetryPolicy, StepError, WorkflowBuilder
-from orchestrator._worker import current_step
+from orchestrator.runtime.worker import current_step
 
 CALLS: dict[str, list[str]] = defaultdict(list)
 FLAKY: dict[str, int] = defaultdict(int)

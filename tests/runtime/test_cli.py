@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventStore
-from orchestrator._client import read_saga
+from orchestrator.runtime.client import read_saga
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"

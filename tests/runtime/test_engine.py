@@ -13,8 +13,8 @@ import pytest
 from brokers import Broker
 from eventstore import EventStore
 from orchestrator import CodecError, Engine, SagaExistsError, StepSucceeded, UnknownWorkflowError
-from orchestrator._client import request_saga
-from orchestrator._wire import Topics, outcome_payload, parse_command
+from orchestrator.runtime.client import request_saga
+from orchestrator.runtime.wire import Topics, outcome_payload, parse_command
 from tests.runtime.flows import BROKEN_UNDO, CALLS
 
 
@@ -138,7 +138,7 @@ async def test_a_new_engine_reissues_what_a_crashed_one_left_in_flight(
     fresh_broker = pair[1]()
     await fresh_broker.connect()
     try:
-        from orchestrator._engine import EngineOptions
+        from orchestrator.runtime.engine import EngineOptions
         from tests.runtime.flows import WORKFLOWS
 
         async with Engine(store, fresh_broker, WORKFLOWS, options=EngineOptions()) as second:

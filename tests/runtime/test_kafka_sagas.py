@@ -19,8 +19,8 @@ import pytest
 from brokers import ConsumerOptions, KafkaBroker
 from eventstore import EventStore
 from orchestrator import Engine, WorkflowBuilder
-from orchestrator._engine import EngineOptions
-from orchestrator._worker import StepWorker, WorkerOptions, current_step
+from orchestrator.runtime.engine import EngineOptions
+from orchestrator.runtime.worker import StepWorker, WorkerOptions, current_step
 from tests.runtime.flows import CALLS, WORKFLOWS
 
 FAST = ConsumerOptions(visibility_timeout=2.0, block_time=0.05)

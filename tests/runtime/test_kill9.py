@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventStore
-from orchestrator._client import read_saga, request_saga
+from orchestrator.runtime.client import read_saga, request_saga
 
 HERE = Path(__file__).parent
 KILLS = 20

@@ -25,16 +25,15 @@ from typing import Any
 
 from brokers import Broker
 from eventstore import EventStore
-
-from ._builder import WorkflowBuilder
-from ._clock import Clock
-from ._engine import Engine, EngineOptions
-from ._errors import OrchestratorError
-from ._policy import RetryPolicy
-from ._render import failure_line
-from ._state import Phase, SagaState
-from ._wire import Topics
-from ._workflow import StepFunction, Workflow
+from orchestrator.cli.render import failure_line
+from orchestrator.core.builder import WorkflowBuilder
+from orchestrator.core.policy import RetryPolicy
+from orchestrator.core.state import Phase, SagaState
+from orchestrator.core.workflow import StepFunction, Workflow
+from orchestrator.errors import OrchestratorError
+from orchestrator.runtime.clock import Clock
+from orchestrator.runtime.engine import Engine, EngineOptions
+from orchestrator.runtime.wire import Topics
 
 _ONE_ATTEMPT = RetryPolicy(max_attempts=1)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ._commands import Command, StartSaga
-from ._core import Message, react
-from ._events import (
+from orchestrator.core.commands import Command, StartSaga
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -18,8 +17,9 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._state import SagaState
-from ._workflow import Workflow
+from orchestrator.core.react import Message, react
+from orchestrator.core.state import SagaState
+from orchestrator.core.workflow import Workflow
 
 __all__ = ["Mismatch", "Replay", "replay"]
 

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventstore import EventStore, ExpectedVersion, NewRecord, Record
-
-from ._codec import Storable, decode, encode
-from ._commands import StartSaga
-from ._core import Message, evolve
-from ._state import SagaState
+from orchestrator.core.codec import Storable, decode, encode
+from orchestrator.core.commands import StartSaga
+from orchestrator.core.react import Message, evolve
+from orchestrator.core.state import SagaState
 
 STREAM_PREFIX = "saga-"
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._commands import CompensateStep, ExecuteStep, ScheduleRetry
+    from orchestrator.core.commands import CompensateStep, ExecuteStep, ScheduleRetry
 
 __all__ = ["Failure", "Phase", "SagaState", "SagaStatus", "StepState"]
 

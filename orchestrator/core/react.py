@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
-from ._commands import (
+from orchestrator.core.commands import (
     AbortSaga,
     Command,
     CompensateStep,
@@ -30,9 +30,8 @@ from ._commands import (
     ScheduleRetry,
     StartSaga,
 )
-from ._decide import needed as _needed
-from ._errors import SagaStateError
-from ._events import (
+from orchestrator.core.decide import needed as _needed
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -44,8 +43,9 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._state import TERMINAL, Failure, Phase, SagaState, SagaStatus, StepState
-from ._workflow import Workflow
+from orchestrator.core.state import TERMINAL, Failure, Phase, SagaState, SagaStatus, StepState
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import SagaStateError
 
 __all__ = [
     "Message",

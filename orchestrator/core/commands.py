@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._state import SagaStatus
+from orchestrator.core.state import SagaStatus
 
 __all__ = [
     "AbortSaga",

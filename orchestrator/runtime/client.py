@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventstore import NO_STREAM, ConcurrencyError, EventStore
-
-from ._commands import StartSaga
-from ._errors import SagaExistsError
-from ._log import STREAM_PREFIX, fold_records, saga_of, stream_of, to_record
-from ._state import SagaState
+from orchestrator.core.commands import StartSaga
+from orchestrator.core.state import SagaState
+from orchestrator.errors import SagaExistsError
+from orchestrator.runtime.saga_log import STREAM_PREFIX, fold_records, saga_of, stream_of, to_record
 
 
 async def request_saga(

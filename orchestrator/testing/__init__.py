@@ -20,7 +20,7 @@ Needs ``hypothesis`` (``pip install sagaflow[testing]``); the core does not.
 
 from __future__ import annotations
 
-from ._gwt import (
+from orchestrator.testing.gwt import (
     SAGA_ID,
     Expect,
     Given,
@@ -42,8 +42,14 @@ from ._gwt import (
     timed_out,
     timer_fired,
 )
-from ._simulation import Trace, check_invariants, simulate
-from ._strategies import json_objects, json_values, messages, retry_policies, workflows
+from orchestrator.testing.simulation import Trace, check_invariants, simulate
+from orchestrator.testing.strategies import (
+    json_objects,
+    json_values,
+    messages,
+    retry_policies,
+    workflows,
+)
 
 __all__ = [
     "SAGA_ID",

@@ -19,17 +19,22 @@ from rich.console import Console
 
 from brokers import BrokerError, InMemoryBroker
 from eventstore import EventStore, EventStoreError
-
-from ._audit_cli import export_records, replay_saga, show_status, verify_chain, write_export
-from ._client import read_saga, request_saga, wait_in_store
-from ._demo import run_demo
-from ._engine import Engine, EngineOptions
-from ._errors import OrchestratorError
-from ._loader import load_workflows
-from ._render import dot, failure_line, mermaid
-from ._settings import Settings, load_settings
-from ._state import SagaState
-from ._workflow import Workflow
+from orchestrator.cli.audit_commands import (
+    export_records,
+    replay_saga,
+    show_status,
+    verify_chain,
+    write_export,
+)
+from orchestrator.cli.demo import run_demo
+from orchestrator.cli.render import dot, failure_line, mermaid
+from orchestrator.core.state import SagaState
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import OrchestratorError
+from orchestrator.runtime.client import read_saga, request_saga, wait_in_store
+from orchestrator.runtime.engine import Engine, EngineOptions
+from orchestrator.runtime.loader import load_workflows
+from orchestrator.runtime.settings import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -507,7 +512,3 @@ def demo(
 
 def main() -> None:
     cli(obj={})
-
-
-if __name__ == "__main__":
-    main()

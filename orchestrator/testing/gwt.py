@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ._commands import (
+from orchestrator.core.commands import (
     AbortSaga,
     Command,
     CompensateStep,
@@ -30,8 +30,7 @@ from ._commands import (
     GiveUpCompensation,
     ScheduleRetry,
 )
-from ._core import react, start
-from ._events import (
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -43,8 +42,9 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._state import SagaState, SagaStatus
-from ._workflow import Workflow
+from orchestrator.core.react import react, start
+from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.core.workflow import Workflow
 
 __all__ = [
     "SAGA_ID",

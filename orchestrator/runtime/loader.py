@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from ._builder import WorkflowBuilder
-from ._errors import WorkflowDefinitionError
-from ._workflow import Workflow
+from orchestrator.core.builder import WorkflowBuilder
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import WorkflowDefinitionError
 
 __all__ = ["load_workflow_file", "load_workflows"]
 

@@ -14,12 +14,11 @@ from rich.console import Console
 
 from brokers import InMemoryBroker
 from eventstore import EventStore
-
-from ._engine import Engine, EngineOptions
-from ._errors import OrchestratorError
-from ._loader import load_workflows
-from ._render import failure_line, saga_table
-from ._settings import Settings
+from orchestrator.cli.render import failure_line, saga_table
+from orchestrator.errors import OrchestratorError
+from orchestrator.runtime.engine import Engine, EngineOptions
+from orchestrator.runtime.loader import load_workflows
+from orchestrator.runtime.settings import Settings
 
 _ACTIVITIES = {
     "scope1": {"natural_gas_m3": 12000, "diesel_l": 800},

@@ -14,12 +14,8 @@ import click
 from rich.console import Console
 
 from eventstore import EventStore, Record
-
-from ._audit import audit_saga, export_lines, export_saga, verify_store
-from ._client import list_sagas, read_saga
-from ._errors import OrchestratorError
-from ._loader import load_workflows
-from ._render import (
+from orchestrator.audit.checks import audit_saga, export_lines, export_saga, verify_store
+from orchestrator.cli.render import (
     audit_lines,
     failure_line,
     saga_table,
@@ -27,9 +23,12 @@ from ._render import (
     timeline_table,
     verification_lines,
 )
-from ._settings import Settings
-from ._state import SagaState
-from ._workflow import Workflow
+from orchestrator.core.state import SagaState
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import OrchestratorError
+from orchestrator.runtime.client import list_sagas, read_saga
+from orchestrator.runtime.loader import load_workflows
+from orchestrator.runtime.settings import Settings
 
 
 async def replay_saga(

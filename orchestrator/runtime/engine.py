@@ -19,9 +19,7 @@ from typing import Any
 
 from brokers import Broker, Message
 from eventstore import NO_STREAM, ConcurrencyError, EventStore, NewRecord
-
-from ._clock import Clock, SystemClock
-from ._commands import (
+from orchestrator.core.commands import (
     Command,
     CompensateStep,
     ExecuteStep,
@@ -29,27 +27,28 @@ from ._commands import (
     ScheduleRetry,
     StartSaga,
 )
-from ._core import react, resume, start
-from ._errors import (
-    CodecError,
-    OrchestratorError,
-    SagaExistsError,
-    UnknownSagaError,
-    UnknownWorkflowError,
-)
-from ._events import (
+from orchestrator.core.events import (
     CompensationTimedOut,
     Event,
     ResumeRequested,
     StepTimedOut,
     TimerFired,
 )
-from ._log import STREAM_PREFIX, SagaLog, saga_of
-from ._state import Phase, SagaState
-from ._timers import TimerQueue
-from ._wire import Topics, command_payload, parse_outcome, stamped
-from ._worker import StepWorker, WorkerOptions
-from ._workflow import Workflow
+from orchestrator.core.react import react, resume, start
+from orchestrator.core.state import Phase, SagaState
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import (
+    CodecError,
+    OrchestratorError,
+    SagaExistsError,
+    UnknownSagaError,
+    UnknownWorkflowError,
+)
+from orchestrator.runtime.clock import Clock, SystemClock
+from orchestrator.runtime.saga_log import STREAM_PREFIX, SagaLog, saga_of
+from orchestrator.runtime.timers import TimerQueue
+from orchestrator.runtime.wire import Topics, command_payload, parse_outcome, stamped
+from orchestrator.runtime.worker import StepWorker, WorkerOptions
 
 logger = logging.getLogger("orchestrator")
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._commands import (
+from orchestrator.core.commands import (
     AbortSaga,
     CompensateStep,
     ExecuteStep,
@@ -46,9 +46,7 @@ from ._commands import (
     ScheduleRetry,
     StartSaga,
 )
-from ._core import Message
-from ._errors import CodecError
-from ._events import (
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -59,7 +57,9 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._state import SagaStatus
+from orchestrator.core.react import Message
+from orchestrator.core.state import SagaStatus
+from orchestrator.errors import CodecError
 
 __all__ = ["TYPE_NAMES", "Record", "Storable", "decode", "encode"]
 

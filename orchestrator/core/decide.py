@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._commands import (
+from orchestrator.core.commands import (
     AbortSaga,
     Command,
     CompensateStep,
@@ -32,8 +32,8 @@ from ._commands import (
     GiveUpCompensation,
     ScheduleRetry,
 )
-from ._state import TERMINAL, Phase, SagaState, SagaStatus, StepState
-from ._workflow import Workflow
+from orchestrator.core.state import TERMINAL, Phase, SagaState, SagaStatus, StepState
+from orchestrator.core.workflow import Workflow
 
 __all__ = ["needed", "step_data"]
 

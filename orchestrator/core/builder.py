@@ -26,9 +26,9 @@ from typing import Any, TypeVar, overload
 
 import networkx as nx
 
-from ._errors import WorkflowDefinitionError
-from ._policy import RetryPolicy, StepKind, StepOptions
-from ._workflow import _NAME, StepFunction, Workflow
+from orchestrator.core.policy import RetryPolicy, StepKind, StepOptions
+from orchestrator.core.workflow import _NAME, StepFunction, Workflow
+from orchestrator.errors import WorkflowDefinitionError
 
 __all__ = ["WorkflowBuilder"]
 

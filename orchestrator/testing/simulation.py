@@ -19,11 +19,17 @@ from typing import Any
 import networkx as nx
 from hypothesis import strategies as st
 
-from ._commands import AbortSaga, Command, CompensateStep, ExecuteStep, FinishSaga, ScheduleRetry
-from ._commands import GiveUpCompensation as _GiveUp
-from ._core import Message, fold, is_terminal, react, resume, start
-from ._decide import needed
-from ._events import (
+from orchestrator.core.commands import (
+    AbortSaga,
+    Command,
+    CompensateStep,
+    ExecuteStep,
+    FinishSaga,
+    ScheduleRetry,
+)
+from orchestrator.core.commands import GiveUpCompensation as _GiveUp
+from orchestrator.core.decide import needed
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -34,10 +40,11 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._policy import StepKind
-from ._replay import replay
-from ._state import SagaState, SagaStatus
-from ._workflow import Workflow
+from orchestrator.core.policy import StepKind
+from orchestrator.core.react import Message, fold, is_terminal, react, resume, start
+from orchestrator.core.replay import replay
+from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.core.workflow import Workflow
 
 __all__ = ["Trace", "check_invariants", "simulate"]
 

@@ -17,13 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from brokers import Broker, Message
-
-from ._commands import CompensateStep, ExecuteStep
-from ._errors import CodecError, StepError
-from ._events import CompensationFailed, CompensationSucceeded, StepFailed, StepSucceeded
-from ._steps import call_step
-from ._wire import Outcome, StepCommand, Topics, outcome_payload, parse_command
-from ._workflow import Workflow
+from orchestrator.core.commands import CompensateStep, ExecuteStep
+from orchestrator.core.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    StepFailed,
+    StepSucceeded,
+)
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import CodecError, StepError
+from orchestrator.runtime.steps import call_step
+from orchestrator.runtime.wire import Outcome, StepCommand, Topics, outcome_payload, parse_command
 
 logger = logging.getLogger("orchestrator")
 

@@ -14,7 +14,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
-from ._clock import Clock
+from orchestrator.runtime.clock import Clock
 
 logger = logging.getLogger("orchestrator")
 

@@ -11,10 +11,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ._codec import decode, encode
-from ._commands import CompensateStep, ExecuteStep
-from ._errors import CodecError
-from ._events import CompensationFailed, CompensationSucceeded, StepFailed, StepSucceeded
+from orchestrator.core.codec import decode, encode
+from orchestrator.core.commands import CompensateStep, ExecuteStep
+from orchestrator.core.events import (
+    CompensationFailed,
+    CompensationSucceeded,
+    StepFailed,
+    StepSucceeded,
+)
+from orchestrator.errors import CodecError
 
 StepCommand = ExecuteStep | CompensateStep
 Outcome = StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed

@@ -7,8 +7,8 @@ from typing import Any
 import networkx as nx
 from hypothesis import strategies as st
 
-from ._codec import Storable
-from ._commands import (
+from orchestrator.core.codec import Storable
+from orchestrator.core.commands import (
     AbortSaga,
     CompensateStep,
     ExecuteStep,
@@ -17,7 +17,7 @@ from ._commands import (
     ScheduleRetry,
     StartSaga,
 )
-from ._events import (
+from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -28,9 +28,9 @@ from ._events import (
     StepTimedOut,
     TimerFired,
 )
-from ._policy import RetryPolicy, StepKind
-from ._state import SagaStatus
-from ._workflow import Workflow
+from orchestrator.core.policy import RetryPolicy, StepKind
+from orchestrator.core.state import SagaStatus
+from orchestrator.core.workflow import Workflow
 
 __all__ = ["json_objects", "json_values", "messages", "retry_policies", "workflows"]
 

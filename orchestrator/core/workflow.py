@@ -28,8 +28,8 @@ from typing import Any
 
 import networkx as nx
 
-from ._errors import WorkflowDefinitionError
-from ._policy import RetryPolicy, StepKind
+from orchestrator.core.policy import RetryPolicy, StepKind
+from orchestrator.errors import WorkflowDefinitionError
 
 __all__ = ["CompensationSpec", "StepFunction", "StepSpec", "Workflow"]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from ._errors import StepResultError
-from ._workflow import StepFunction
+from orchestrator.core.workflow import StepFunction
+from orchestrator.errors import StepResultError
 
 __all__ = ["call_step"]
 

@@ -7,10 +7,10 @@ import json
 
 from rich.table import Table
 
-from ._audit import SagaAudit, StoreVerification
-from ._client import SagaSummary
-from ._state import SagaState
-from ._workflow import Workflow
+from orchestrator.audit.checks import SagaAudit, StoreVerification
+from orchestrator.core.state import SagaState
+from orchestrator.core.workflow import Workflow
+from orchestrator.runtime.client import SagaSummary
 
 
 def when(seconds: float | None) -> str:

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventstore import BrokenRecord, ChainVerifier, EventStore, Record, VerifyReport, verify_records
-
-from ._codec import Storable, encode
-from ._commands import Command, StartSaga
-from ._errors import CodecError, UnknownSagaError
-from ._log import fold_records, from_record, stream_of
-from ._replay import replay
-from ._state import SagaState
-from ._workflow import Workflow
+from orchestrator.core.codec import Storable, encode
+from orchestrator.core.commands import Command, StartSaga
+from orchestrator.core.replay import replay
+from orchestrator.core.state import SagaState
+from orchestrator.core.workflow import Workflow
+from orchestrator.errors import CodecError, UnknownSagaError
+from orchestrator.runtime.saga_log import fold_records, from_record, stream_of
 
 __all__ = [
     "EXIT_CHAIN_BROKEN",

@@ -1,0 +1,5 @@
+"""``python -m orchestrator.cli``: the same as the ``orchestrator`` command."""
+
+from orchestrator.cli.commands import main
+
+main()
