@@ -15,7 +15,14 @@ from ._migrations import LATEST_VERSION as SCHEMA_VERSION
 from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._store import EventStore
 from ._validation import Limits
-from ._verify import BrokenRecord, ChainVerifier, VerifyReport, record_hash, verify_records
+from ._verify import (
+    BrokenRecord,
+    ChainHead,
+    ChainVerifier,
+    VerifyReport,
+    record_hash,
+    verify_records,
+)
 from ._writer import WriterStats
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AppendResult",
     "BrokenRecord",
+    "ChainHead",
     "ChainVerifier",
     "ConcurrencyError",
     "EventStore",

@@ -348,23 +348,25 @@ class EventStore:
         """Recompute the hash chain of one stream, or of the whole store in commit order.
 
         Over the whole store positions must also run 1, 2, 3 … with no gap (the writer
-        assigns them so), which catches a deleted record at the end of its stream.
+        assigns them so), which catches a deleted record at the end of its stream. Reads
+        ``page_size`` records at a time; the report's ``head`` is the last record that
+        verified.
         """
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
         verifier = ChainVerifier(contiguous=stream_id is None)
-        if stream_id is not None:
-            for record in await self.read_stream(stream_id):
-                if not verifier.feed(record):
-                    break
-            return verifier.report()
-        position = 0
+        after = 0  # a position over the whole store, a version in one stream
         while True:
-            page = await self.read_all(position, page_size)
+            if stream_id is None:
+                page = await self.read_all(after, page_size)
+            else:
+                page = await self.read_stream(stream_id, after + 1, page_size)
             for record in page:
                 if not verifier.feed(record):
                     return verifier.report()
             if len(page) < page_size:
                 return verifier.report()
-            position = page[-1].position
+            after = page[-1].position if stream_id is None else page[-1].version
 
 
 class _NoGate:

@@ -39,6 +39,20 @@ class BrokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last record a verification accepted, where the chain ends.
+
+    Note it down: the chain cannot show that records were cut off its end, but a later
+    verification whose head lies before this position, or holds another hash here, does.
+    """
+
+    position: int
+    stream_id: str
+    version: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """The outcome of a verification over one stream or the whole store."""
 
@@ -47,6 +61,8 @@ class VerifyReport:
     first_broken: BrokenRecord | None = None
     last_position: int = 0
     stream_heads: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    head: ChainHead | None = None
+    """The last record verified (before ``first_broken``, if any); None when none was."""
 
     @property
     def ok(self) -> bool:
@@ -82,6 +98,7 @@ class ChainVerifier:
         self._contiguous = contiguous
         self._heads: dict[str, tuple[int, str]] = {}
         self._last_position = 0
+        self._last: Record | None = None
         self._count = 0
         self.first_broken: BrokenRecord | None = None
 
@@ -96,6 +113,7 @@ class ChainVerifier:
             return False
         self._heads[record.stream_id] = (record.version, record.hash)
         self._last_position = record.position
+        self._last = record
         return True
 
     def _check(self, record: Record) -> BrokenRecord | None:
@@ -121,6 +139,7 @@ class ChainVerifier:
         return None
 
     def report(self) -> VerifyReport:
+        last = self._last
         return VerifyReport(
             records_checked=self._count,
             streams_checked=len(self._heads)
@@ -128,6 +147,9 @@ class ChainVerifier:
             first_broken=self.first_broken,
             last_position=self._last_position,
             stream_heads={s: v for s, (v, _) in self._heads.items()},
+            head=None
+            if last is None
+            else ChainHead(last.position, last.stream_id, last.version, last.hash),
         )
 
 

@@ -10,6 +10,7 @@ def test_exported_names() -> None:
         "SCHEMA_VERSION",
         "AppendResult",
         "BrokenRecord",
+        "ChainHead",
         "ChainVerifier",
         "ConcurrencyError",
         "EventStore",
