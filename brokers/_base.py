@@ -1,9 +1,10 @@
 """The ``Broker`` port: every behaviour brokers share lives here, once.
 
-A concrete broker implements a handful of storage primitives (append, fetch, ack,
-retry-later, dead-letter, …). Validation, size and TTL limits, provenance checks,
-the retry/backoff decision, the dead-letter record, reconnect backoff and metrics are
-all decided here, so the in-memory and Redis brokers cannot drift apart.
+A concrete broker implements the storage primitives of
+:class:`~brokers._storage.BrokerStorage` (append, fetch, ack, retry-later, dead-letter,
+…). Validation, size and TTL limits, provenance checks, the retry/backoff decision, the
+dead letters (:mod:`brokers._dead_letters`), reconnect backoff and metrics are all
+decided here, so the in-memory, Redis and Kafka brokers cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ import random
 import socket
 import time
 import uuid
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
 from brokers._circuit import CircuitBreakerPolicy
+from brokers._dead_letters import Rejection, check_entry, dead_letter_record, reprocessed
 from brokers._errors import (
     BrokerConnectionError,
     BrokerNotConnectedError,
-    DeadLetterError,
     MessageTooLargeError,
     MessageValidationError,
 )
@@ -35,16 +35,15 @@ from brokers._message import (
     Delivery,
     Headers,
     JSONObject,
-    MalformedMessage,
     Message,
     coerce_headers,
-    decode_message,
     provenance_hash,
     validate_payload,
 )
 from brokers._metrics import BrokerMetrics
 from brokers._options import ConsumerOptions
 from brokers._redelivery import RedeliveryPolicy
+from brokers._storage import BrokerStorage
 
 logger = logging.getLogger("brokers")
 
@@ -57,7 +56,7 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-class Broker(ABC):
+class Broker(BrokerStorage):
     """Abstract message broker with at-least-once, consumer-group semantics."""
 
     def __init__(
@@ -269,50 +268,26 @@ class Broker(ABC):
 
     async def _admit(self, topic: str, delivery: Delivery, raw: bytes | None) -> Message | None:
         """Decode and check one entry; anything undeliverable goes to the DLQ here."""
-        try:
-            message = decode_message(raw, topic, delivery)
-        except MalformedMessage as exc:
-            text = None if raw is None else raw[:4096].decode("utf-8", "replace")
-            await self._dead_letter_entry(
-                topic, delivery, _placeholder(topic), f"malformed: {exc}", raw=text or ""
-            )
-            return None
-        if not message.verify():
-            await self._dead_letter_entry(
-                topic, delivery, message, "provenance hash mismatch: payload or headers altered"
-            )
-            return None
         now = self._clock()
-        if message.is_expired(now):
-            await self._dead_letter_entry(topic, delivery, message, "expired")
+        checked = check_entry(topic, delivery, raw, now)
+        if isinstance(checked, Rejection):
+            await self._dead_letter_entry(topic, delivery, checked)
             return None
-        self.metrics.on_consume(now - message.created_at if message.retry_count == 0 else -1.0)
-        return message
+        self.metrics.on_consume(now - checked.created_at if checked.retry_count == 0 else -1.0)
+        return checked
 
     async def _dead_letter_entry(
-        self,
-        topic: str,
-        delivery: Delivery,
-        message: Message,
-        reason: str,
-        raw: str | None = None,
+        self, topic: str, delivery: Delivery, rejection: Rejection
     ) -> None:
-        record = DeadLetterMessage(
-            original_message=replace(message, delivery=None),
-            failure_reason=reason,
-            failed_at=self._clock(),
-            consumer_group=delivery.group,
-            consumer=delivery.consumer,
-            raw=raw,
-        )
+        record = dead_letter_record(rejection, delivery, self._clock())
         await self._dead_letter(topic, delivery, record.encode())
         self.metrics.dead_lettered += 1
         logger.warning(
             "dead-lettered message %s on %s/%s: %s",
-            message.id,
+            rejection.message.id,
             topic,
             delivery.group,
-            reason,
+            rejection.reason,
         )
 
     @staticmethod
@@ -344,7 +319,7 @@ class Broker(ABC):
             await self._retry_later(message.topic, delivery, again.encode(), delay)
             self.metrics.retried += 1
             return
-        await self._dead_letter_entry(message.topic, delivery, message, reason)
+        await self._dead_letter_entry(message.topic, delivery, Rejection(message, reason))
 
     # -- dead letters, lag, health -------------------------------------------------
 
@@ -360,22 +335,9 @@ class Broker(ABC):
         """Re-deliver a dead letter to the group that gave up on it, with its retry count
         reset and a fresh TTL window; removes it from the DLQ. Returns the message id."""
         self._require_connected()
-        if not dlq_message.reprocessable:
-            raise DeadLetterError(
-                f"dead letter {dlq_message.dlq_id} on {dlq_message.original_message.topic!r} "
-                "is a malformed entry and cannot be reprocessed"
-            )
-        if not dlq_message.dlq_id:
-            raise DeadLetterError(
-                "dead letter has no dlq_id: read it with get_dead_letter_messages"
-            )
-        original = dlq_message.original_message
-        expires_at = original.expires_at
-        if expires_at is not None:
-            expires_at = self._clock() + max(expires_at - original.created_at, 0.0)
-        again = replace(original, retry_count=0, expires_at=expires_at, delivery=None)
+        again = reprocessed(dlq_message, self._clock())
         await self._reprocess(
-            original.topic, dlq_message.consumer_group, dlq_message.dlq_id, again.encode()
+            again.topic, dlq_message.consumer_group, dlq_message.dlq_id, again.encode()
         )
         return again.id
 
@@ -411,61 +373,3 @@ class Broker(ABC):
 
     def _health_extra(self) -> dict[str, Any]:
         return {}
-
-    # -- storage primitives --------------------------------------------------------
-
-    @abstractmethod
-    async def _connect(self) -> None: ...
-
-    @abstractmethod
-    async def _disconnect(self) -> None: ...
-
-    @abstractmethod
-    async def _ping(self) -> None: ...
-
-    @abstractmethod
-    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
-        """Store encoded messages at the end of the topic, in order."""
-
-    @abstractmethod
-    async def _fetch(
-        self, topic: str, group: str, consumer: str, count: int
-    ) -> Sequence[tuple[Delivery, bytes | None]]:
-        """Up to ``count`` entries for the group (reclaimed, due retries, then new),
-        waiting at most the block time; an empty result is fine."""
-
-    @abstractmethod
-    async def _ack(self, topic: str, delivery: Delivery) -> None: ...
-
-    @abstractmethod
-    async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
-        """Atomically acknowledge the entry and re-deliver ``data`` to the same group
-        after ``delay`` seconds, without blocking any consumer."""
-
-    @abstractmethod
-    async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
-        """Atomically acknowledge the entry and append ``record`` to the topic's DLQ."""
-
-    @abstractmethod
-    async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]: ...
-
-    @abstractmethod
-    async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
-        """Atomically re-deliver ``data`` to ``group`` and remove the DLQ record."""
-
-    @abstractmethod
-    async def _lag(self, topic: str, group: str) -> int: ...
-
-
-def _placeholder(topic: str) -> Message:
-    return Message(
-        id="malformed",
-        topic=topic,
-        payload={},
-        headers=Headers(),
-        created_at=0.0,
-        expires_at=None,
-        retry_count=0,
-        priority=0,
-        provenance_hash="",
-    )

@@ -1,0 +1,59 @@
+"""The storage primitives a concrete broker implements.
+
+:class:`~brokers._base.Broker` decides everything brokers share (validation, limits,
+provenance, the retry and dead-letter decisions, reconnects, metrics) and calls these
+for the storage alone, so a new backend implements this class and nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from brokers._message import Delivery
+
+
+class BrokerStorage(ABC):
+    """What a backend stores and fetches; every method is called by ``Broker``."""
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    @abstractmethod
+    async def _ping(self) -> None: ...
+
+    @abstractmethod
+    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
+        """Store encoded messages at the end of the topic, in order."""
+
+    @abstractmethod
+    async def _fetch(
+        self, topic: str, group: str, consumer: str, count: int
+    ) -> Sequence[tuple[Delivery, bytes | None]]:
+        """Up to ``count`` entries for the group (reclaimed, due retries, then new),
+        waiting at most the block time; an empty result is fine."""
+
+    @abstractmethod
+    async def _ack(self, topic: str, delivery: Delivery) -> None: ...
+
+    @abstractmethod
+    async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
+        """Atomically acknowledge the entry and re-deliver ``data`` to the same group
+        after ``delay`` seconds, without blocking any consumer."""
+
+    @abstractmethod
+    async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
+        """Atomically acknowledge the entry and append ``record`` to the topic's DLQ."""
+
+    @abstractmethod
+    async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]: ...
+
+    @abstractmethod
+    async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
+        """Atomically re-deliver ``data`` to ``group`` and remove the DLQ record."""
+
+    @abstractmethod
+    async def _lag(self, topic: str, group: str) -> int: ...
