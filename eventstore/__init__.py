@@ -12,6 +12,7 @@ from ._errors import (
     StoreClosedError,
 )
 from ._migrations import LATEST_VERSION as SCHEMA_VERSION
+from ._port import EventLog
 from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._store import EventStore
 from ._validation import Limits
@@ -34,6 +35,7 @@ __all__ = [
     "ChainHead",
     "ChainVerifier",
     "ConcurrencyError",
+    "EventLog",
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",

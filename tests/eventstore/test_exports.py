@@ -13,6 +13,7 @@ def test_exported_names() -> None:
         "ChainHead",
         "ChainVerifier",
         "ConcurrencyError",
+        "EventLog",
         "EventStore",
         "EventStoreError",
         "ExpectedVersion",
