@@ -4,10 +4,13 @@
 without aiokafka. Modules:
 
 * :mod:`brokers.kafka.broker` — :class:`KafkaBroker`, the broker primitives on Kafka;
-* :mod:`brokers.kafka.clients` — aiokafka plumbing: names, keys, the publish sequence,
-  stopping clients, reading a compacted topic;
+* :mod:`brokers.kafka.clients` — the aiokafka clients: their settings, the I/O boundary
+  (circuit breaker, error mapping), stopping them, reading a compacted topic;
+* :mod:`brokers.kafka.topics` — topic names and their creation;
+* :mod:`brokers.kafka.records` — the record a message becomes: key, partition, headers;
 * :mod:`brokers.kafka.member` — one consume loop's membership of a consumer group;
-* :mod:`brokers.kafka.offsets` — contiguous-commit tracking for one partition.
+* :mod:`brokers.kafka.offsets` — contiguous-commit tracking for one partition;
+* :mod:`brokers.kafka.late_acks` — acknowledgements after their consume loop ended.
 """
 
 from brokers.kafka.broker import KafkaBroker

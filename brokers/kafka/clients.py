@@ -1,38 +1,134 @@
-"""aiokafka plumbing for :mod:`brokers.kafka.broker`: names, keys, the publish sequence,
-stopping clients, and reading a compacted topic to its end."""
+"""aiokafka clients for :mod:`brokers.kafka.broker`: their settings, the I/O boundary
+every call crosses, stopping them, and reading a compacted topic to its end."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
-import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2
 
+from brokers._circuit import CircuitBreaker
+from brokers._errors import BrokerConnectionError, BrokerError
+from brokers._options import ConsumerOptions
+
+T = TypeVar("T")
 logger = logging.getLogger("brokers")
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
+
+RECORD_OVERHEAD = 64 * 1024
+"""Record batch, key and header bytes beside the value."""
 
 
-def topic_name(name: str) -> str:
-    # Kafka topic names are [A-Za-z0-9._-]; anything else is spelled as _xx (hex).
-    return _NAME_OK.sub(lambda m: f"_{ord(m.group()):02x}", name)
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Keyword arguments for the aiokafka clients of one broker."""
+
+    common: dict[str, Any]
+    """Every client's: servers, client id, security, request timeout."""
+    producer: dict[str, Any]
+    """The producer's, beside ``common``: idempotent, ``acks=all``, batching, size."""
+    consumer: dict[str, Any]
+    """A group member's, beside ``common``: manual commits, session, fetch waits, size."""
 
 
-class Seq:
-    """A strictly increasing publish sequence (nanoseconds since the epoch, at least)."""
+def client_settings(
+    *,
+    bootstrap_servers: str | list[str],
+    client_id: str,
+    security_protocol: str,
+    sasl_mechanism: str | None,
+    sasl_username: str | None,
+    sasl_password: str | None,
+    ssl_cafile: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    request_timeout: float,
+    linger_ms: int,
+    batch_bytes: int,
+    compression_type: str | None,
+    max_message_bytes: int,
+    consumer_options: ConsumerOptions,
+    session_timeout: float | None,
+    heartbeat_interval: float | None,
+) -> ClientSettings:
+    """The aiokafka settings for ``KafkaBroker``'s options (see its signature)."""
+    common: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": client_id,
+        "security_protocol": security_protocol,
+        "request_timeout_ms": int(request_timeout * 1000),
+    }
+    if sasl_mechanism is not None:
+        common.update(
+            sasl_mechanism=sasl_mechanism,
+            sasl_plain_username=sasl_username,
+            sasl_plain_password=sasl_password,
+        )
+    if security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
 
-    def __init__(self) -> None:
-        self._last = 0
+        common["ssl_context"] = create_ssl_context(
+            cafile=ssl_cafile, certfile=ssl_certfile, keyfile=ssl_keyfile
+        )
+    producer = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": linger_ms,
+        "max_batch_size": batch_bytes,
+        "max_request_size": max_message_bytes + RECORD_OVERHEAD,
+        "compression_type": compression_type,
+    }
+    visibility = consumer_options.visibility_timeout
+    session = session_timeout if session_timeout is not None else max(visibility, 1.0)
+    heartbeat = heartbeat_interval if heartbeat_interval is not None else min(session / 3, 1.0)
+    block_ms = int(consumer_options.block_time * 1000)
+    consumer = {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",  # a new group starts from the oldest retained
+        "session_timeout_ms": int(session * 1000),
+        "heartbeat_interval_ms": max(10, int(heartbeat * 1000)),
+        "fetch_max_wait_ms": max(1, min(500, block_ms)),
+        "consumer_timeout_ms": max(1, min(200, block_ms)),
+        "max_partition_fetch_bytes": max_message_bytes + RECORD_OVERHEAD,
+        "fetch_max_bytes": max(50 * 1024 * 1024, max_message_bytes + RECORD_OVERHEAD),
+        "isolation_level": "read_uncommitted",
+    }
+    return ClientSettings(common, producer, consumer)
 
-    def __call__(self) -> bytes:
-        self._last = max(self._last + 1, time.time_ns())
-        return self._last.to_bytes(8, "big")
+
+class KafkaIO:
+    """The boundary of every call to Kafka: it goes through the circuit breaker, and
+    driver errors come out as :mod:`brokers._errors`."""
+
+    def __init__(self, bootstrap_servers: str | list[str], circuit: CircuitBreaker) -> None:
+        self._servers = bootstrap_servers
+        self._circuit = circuit
+
+    async def __call__(self, fn: Callable[[], Awaitable[T]]) -> T:
+        servers = self._servers
+
+        async def mapped() -> T:
+            try:
+                return await fn()
+            except (kerr.KafkaConnectionError, kerr.NodeNotReadyError, OSError) as exc:
+                raise BrokerConnectionError(f"kafka at {servers}: {exc}") from exc
+            except kerr.KafkaTimeoutError as exc:
+                raise BrokerConnectionError(f"kafka at {servers}: timed out ({exc})") from exc
+            except kerr.MessageSizeTooLargeError as exc:
+                raise BrokerError(
+                    f"kafka at {servers} refused a message as too large "
+                    f"({exc}); raise the topic's max.message.bytes / the broker's "
+                    "message.max.bytes to at least max_message_bytes"
+                ) from exc
+            except kerr.KafkaError as exc:
+                raise BrokerError(f"kafka at {servers}: {exc}") from exc
+
+        return await self._circuit.call(mapped)
 
 
 async def stop(client: Any) -> None:
@@ -46,26 +142,6 @@ async def stop(client: Any) -> None:
             raise
     except Exception as exc:
         logger.debug("stopping %s: %s", type(client).__name__, exc)
-
-
-def murmur2_partition(key: bytes, count: int) -> int:
-    """The partition Kafka's default partitioner (Java and aiokafka) gives ``key``."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % count
-
-
-def uuid_key() -> bytes:
-    return uuid.uuid4().hex.encode()
-
-
-def key_of(data: bytes) -> bytes | None:
-    """The partition key of an encoded message: its saga id, else its correlation id."""
-    try:
-        headers = orjson.loads(data).get("headers") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    key = headers.get("saga_id") or headers.get("correlation_id")
-    return key.encode() if isinstance(key, str) else None
 
 
 async def read_compacted(common: dict[str, Any], tp: TopicPartition) -> dict[str, bytes]:

@@ -36,18 +36,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 from brokers._message import Delivery
 from brokers.kafka.offsets import OffsetTracker
+from brokers.kafka.records import DUE_HEADER, SEQ_HEADER, header
 
 logger = logging.getLogger("brokers")
-
-SEQ_HEADER = "s"
-DUE_HEADER = "d"
-
-
-def header(record: Any, name: str) -> bytes | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 class _Held:

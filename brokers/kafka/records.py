@@ -1,0 +1,84 @@
+"""The Kafka record a message becomes: its key, its partition and its headers.
+
+A message with a ``saga_id`` (else ``correlation_id``) header is keyed by it and goes
+to the partition Kafka's default partitioner gives that key, so one saga's messages
+share a partition and stay in order; others are spread round-robin. Every record
+carries its publish sequence (header ``s``), a retry also the unix time it falls due
+(header ``d``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+SEQ_HEADER = "s"
+DUE_HEADER = "d"
+
+Record = tuple[bytes | None, bytes, list[Any]]
+"""Key, value and headers of one record to send."""
+
+
+class Seq:
+    """A strictly increasing publish sequence (nanoseconds since the epoch, at least)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> bytes:
+        self._last = max(self._last + 1, time.time_ns())
+        return self._last.to_bytes(8, "big")
+
+
+def header(record: Any, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def murmur2_partition(key: bytes, count: int) -> int:
+    """The partition Kafka's default partitioner (Java and aiokafka) gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % count
+
+
+def uuid_key() -> bytes:
+    return uuid.uuid4().hex.encode()
+
+
+def key_of(data: bytes) -> bytes | None:
+    """The partition key of an encoded message: its saga id, else its correlation id."""
+    try:
+        headers = orjson.loads(data).get("headers") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    key = headers.get("saga_id") or headers.get("correlation_id")
+    return key.encode() if isinstance(key, str) else None
+
+
+def records_by_partition(
+    datas: Sequence[bytes],
+    count: int,
+    seq: Seq,
+    round_robin: itertools.count[int],
+    retry_due: float | None,
+) -> dict[int, list[Record]]:
+    """The records of encoded messages, grouped by the partition (of ``count``) each goes
+    to. The publish sequence is taken in publish order, before the split."""
+    due = None if retry_due is None else repr(retry_due).encode()
+    by_partition: dict[int, list[Record]] = {}
+    for data in datas:
+        key = key_of(data)
+        headers: list[Any] = [(SEQ_HEADER, seq())]
+        if due is not None:
+            headers.append((DUE_HEADER, due))
+        partition = murmur2_partition(key, count) if key else next(round_robin) % count
+        by_partition.setdefault(partition, []).append((key, data, headers))
+    return by_partition
