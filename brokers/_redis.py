@@ -1,17 +1,11 @@
 """Redis Streams broker (redis-py asyncio + hiredis).
 
-Keys, for topic ``t`` and group ``g``:
-
-* ``t`` — the stream (XADD … MAXLEN ~ max_stream_length), read with XREADGROUP;
-* ``t:retry:g`` — the group's own stream of due retries and reprocessed dead letters,
-  so one group's retry never reaches another group;
-* ``t:delayed:g`` — a sorted set of retries scored by due time; a Lua script moves the
-  due ones into ``t:retry:g`` in the same round trip as the read;
-* ``t:dlq`` — the dead-letter stream (XADD … MINID ~ now - dlq_ttl).
-
-A delivered entry stays in the group's pending list until XACK; after the visibility
-timeout XAUTOCLAIM hands it to whichever member asks next. Every call goes through the
-circuit breaker; driver errors are mapped to :mod:`brokers._errors` at this boundary.
+Each topic is a stream read by consumer groups; each group has its own retry stream and
+delayed-retry sorted set, each topic a dead-letter stream (keys and entry format:
+:mod:`brokers._redis_layout`). A delivered entry stays in the group's pending list until
+XACK; after the visibility timeout XAUTOCLAIM hands it to whichever member asks next.
+Every call goes through the circuit breaker; driver errors are mapped to
+:mod:`brokers._errors` at this boundary.
 """
 
 from __future__ import annotations
@@ -26,23 +20,13 @@ from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from brokers import _redis_layout as layout
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker
 from brokers._errors import BrokerConnectionError, BrokerError
 from brokers._message import Delivery
 
 T = TypeVar("T")
-_FIELD = b"m"
-
-_PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', member)
-  redis.call('ZREM', KEYS[1], member)
-end
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {#due, head[2] or false}
-"""
 
 
 class _NoGroupError(BrokerError):
@@ -162,19 +146,7 @@ class RedisStreamsBroker(Broker):
     def _health_extra(self) -> dict[str, Any]:
         return {"circuit": self._circuit.state.value, "server": self._where}
 
-    # -- keys and groups -----------------------------------------------------------
-
-    @staticmethod
-    def _retry_key(topic: str, group: str) -> str:
-        return f"{topic}:retry:{group}"
-
-    @staticmethod
-    def _delayed_key(topic: str, group: str) -> str:
-        return f"{topic}:delayed:{group}"
-
-    @staticmethod
-    def _dlq_key(topic: str) -> str:
-        return f"{topic}:dlq"
+    # -- groups --------------------------------------------------------------------
 
     async def _ensure_group(self, topic: str, group: str) -> None:
         if (topic, group) in self._groups:
@@ -182,7 +154,7 @@ class RedisStreamsBroker(Broker):
         redis = self._redis
 
         async def create() -> None:
-            for key in (topic, self._retry_key(topic, group)):
+            for key in (topic, layout.retry_key(topic, group)):
                 try:
                     # From 0: a new group sees every retained message.
                     await redis.xgroup_create(key, group, id="0", mkstream=True)
@@ -201,14 +173,14 @@ class RedisStreamsBroker(Broker):
         if len(datas) == 1:
             data = datas[0]
             await self._io(
-                lambda: redis.xadd(topic, {_FIELD: data}, maxlen=maxlen, approximate=True)
+                lambda: redis.xadd(topic, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
             )
             return
 
         async def batch() -> None:
             pipe = redis.pipeline(transaction=False)
             for data in datas:
-                pipe.xadd(topic, {_FIELD: data}, maxlen=maxlen, approximate=True)
+                pipe.xadd(topic, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
             await pipe.execute()
 
         await self._io(batch)
@@ -228,7 +200,7 @@ class RedisStreamsBroker(Broker):
         cursor = self._cursors.get((topic, group))
         if cursor is None:
             cursor = self._cursors[(topic, group)] = _Cursor()
-        retry_key = self._retry_key(topic, group)
+        retry_key = layout.retry_key(topic, group)
         out: list[tuple[Delivery, bytes | None]] = []
         now = time.monotonic()
         if now >= cursor.next_claim:
@@ -257,9 +229,9 @@ class RedisStreamsBroker(Broker):
             pipe = redis.pipeline(transaction=False)
             if promote:
                 pipe.eval(
-                    _PROMOTE,
+                    layout.PROMOTE,
                     2,
-                    self._delayed_key(topic, group),
+                    layout.delayed_key(topic, group),
                     retry_key,
                     self._clock(),
                     count,
@@ -274,10 +246,15 @@ class RedisStreamsBroker(Broker):
             block = self.consumer_options.block_time
             upcoming = float(head) if head else self._clock() + block
             cursor.next_promote = min(upcoming, self._clock() + block)
-        for key, entries in _stream_items(replies[-1]):
+        for key, entries in layout.stream_items(replies[-1]):
             source = key.decode() if isinstance(key, bytes) else str(key)
             for entry_id, fields in entries:
-                out.append((Delivery(group, consumer, source, _text(entry_id)), _data(fields)))
+                out.append(
+                    (
+                        Delivery(group, consumer, source, layout.text(entry_id)),
+                        layout.entry_data(fields),
+                    )
+                )
         return out
 
     async def _reclaim(
@@ -292,7 +269,12 @@ class RedisStreamsBroker(Broker):
             for entry_id, fields in reply[1]:
                 if fields is None:
                     continue  # trimmed away while pending; XAUTOCLAIM dropped it
-                out.append((Delivery(group, consumer, key, _text(entry_id)), _data(fields)))
+                out.append(
+                    (
+                        Delivery(group, consumer, key, layout.text(entry_id)),
+                        layout.entry_data(fields),
+                    )
+                )
         return out
 
     async def _ack(self, topic: str, delivery: Delivery) -> None:
@@ -301,7 +283,7 @@ class RedisStreamsBroker(Broker):
 
     async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
         due = self._clock() + delay
-        delayed = self._delayed_key(topic, delivery.group)
+        delayed = layout.delayed_key(topic, delivery.group)
         redis = self._redis
 
         async def move() -> None:
@@ -321,7 +303,7 @@ class RedisStreamsBroker(Broker):
 
         async def move() -> None:
             pipe = redis.pipeline(transaction=True)
-            pipe.xadd(self._dlq_key(topic), {_FIELD: record}, minid=min_id, approximate=True)
+            pipe.xadd(layout.dlq_key(topic), {layout.FIELD: record}, minid=min_id, approximate=True)
             pipe.xack(delivery.source, delivery.group, delivery.entry_id)
             await pipe.execute()
 
@@ -329,11 +311,11 @@ class RedisStreamsBroker(Broker):
 
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
         redis = self._redis
-        rows = await self._io(lambda: redis.xrange(self._dlq_key(topic), count=limit))
+        rows = await self._io(lambda: redis.xrange(layout.dlq_key(topic), count=limit))
         return [
-            (_text(entry_id), data)
+            (layout.text(entry_id), data)
             for entry_id, fields in rows or ()
-            if (data := _data(fields)) is not None
+            if (data := layout.entry_data(fields)) is not None
         ]
 
     async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
@@ -343,19 +325,19 @@ class RedisStreamsBroker(Broker):
         async def move() -> None:
             pipe = redis.pipeline(transaction=True)
             pipe.xadd(
-                self._retry_key(topic, group),
-                {_FIELD: data},
+                layout.retry_key(topic, group),
+                {layout.FIELD: data},
                 maxlen=self.max_stream_length,
                 approximate=True,
             )
-            pipe.xdel(self._dlq_key(topic), dlq_id)
+            pipe.xdel(layout.dlq_key(topic), dlq_id)
             await pipe.execute()
 
         await self._io(move)
 
     async def _lag(self, topic: str, group: str) -> int:
         redis = self._redis
-        retry_key = self._retry_key(topic, group)
+        retry_key = layout.retry_key(topic, group)
 
         async def lag() -> int:
             # One MULTI so a retry moving between the sorted set and the retry stream
@@ -363,45 +345,23 @@ class RedisStreamsBroker(Broker):
             pipe = redis.pipeline(transaction=True)
             pipe.xinfo_groups(topic)
             pipe.xinfo_groups(retry_key)
-            pipe.zcard(self._delayed_key(topic, group))
+            pipe.zcard(layout.delayed_key(topic, group))
             pipe.xlen(topic)
             main, retry, delayed, length = await pipe.execute(raise_on_error=False)
             total = int(delayed) if isinstance(delayed, int) else 0
             for key, groups in ((topic, main), (retry_key, retry)):
                 if isinstance(groups, Exception):
                     continue  # no such stream yet
-                info = next((g for g in groups if _text(g.get("name")) == group), None)
+                info = next((g for g in groups if layout.text(g.get("name")) == group), None)
                 if info is None:
                     if key == topic and isinstance(length, int):
                         total += length  # group never read: all of it is ahead
                     continue
                 behind = info.get("lag")
                 if behind is None:  # unknown after trims/deletes: count what is left
-                    last = _text(info.get("last-delivered-id"))
+                    last = layout.text(info.get("last-delivered-id"))
                     behind = len(await redis.xrange(key, min=f"({last}") or ())
                 total += int(behind) + int(info.get("pending", 0))
             return total
 
         return await self._io(lag)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _data(fields: Any) -> bytes | None:
-    if not isinstance(fields, dict):
-        return None
-    value = fields.get(_FIELD)
-    return value if isinstance(value, bytes) else None
-
-
-def _stream_items(reply: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
-    if not reply:
-        return []
-    if isinstance(reply, dict):  # RESP3
-        return [
-            (key, value[0] if value and isinstance(value[0], list) else value)
-            for key, value in reply.items()
-        ]
-    return [(key, entries) for key, entries in reply]
