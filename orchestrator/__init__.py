@@ -1,29 +1,29 @@
 """Durable sagas as networkx DAGs over an event-sourced, hash-chained log.
 
-The runtime (``Engine``, step workers, ``SagaPattern``, clients through the store), the
-functional core (``evolve``, ``react``/``decide``, ``resume``, ``is_terminal``), the
-workflow definitions (``WorkflowBuilder``, ``Workflow.from_graph``, ``load_workflows``)
-and the record codec (``encode``/``decode``). See docs/ARCHITECTURE.md and
-docs/orchestrator-core.md.
+- workflow definitions: ``WorkflowBuilder``, ``Workflow.from_graph``, ``load_workflows``;
+- the runtime: ``Engine``, step workers, ``SagaPattern``, clients through the store;
+- the functional core (``orchestrator.core``): ``evolve``, ``react``/``decide``,
+  ``resume``, ``is_terminal``, and the events and commands a saga's log holds;
+- ``replay``: re-deciding a recorded log (the audit is ``orchestrator.audit``).
+
+See docs/ARCHITECTURE.md and docs/orchestrator-core.md.
 """
 
 from orchestrator.core.builder import WorkflowBuilder
-from orchestrator.core.codec import TYPE_NAMES, Record, Storable, decode, encode
 from orchestrator.core.commands import (
     AbortSaga,
-    Command,
     CompensateStep,
     ExecuteStep,
     FinishSaga,
     GiveUpCompensation,
     ScheduleRetry,
     StartSaga,
+    StepCommand,
 )
 from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
-    Event,
     ResumeRequested,
     SagaStarted,
     StepFailed,
@@ -31,23 +31,16 @@ from orchestrator.core.events import (
     StepTimedOut,
     TimerFired,
 )
+from orchestrator.core.evolve import evolve, fold
+from orchestrator.core.messages import Command, Event, Request, SagaMessage
 from orchestrator.core.policy import RetryPolicy, StepKind, StepOptions
-from orchestrator.core.react import (
-    Message,
-    Reaction,
-    decide,
-    evolve,
-    fold,
-    is_terminal,
-    react,
-    resume,
-    start,
-)
+from orchestrator.core.react import Reaction, decide, is_terminal, react, resume, start
 from orchestrator.core.replay import Mismatch, Replay, replay
 from orchestrator.core.state import Failure, Phase, SagaState, SagaStatus, StepState
 from orchestrator.core.workflow import CompensationSpec, StepFunction, StepSpec, Workflow
 from orchestrator.errors import (
     CodecError,
+    ConfigError,
     OrchestratorError,
     SagaExistsError,
     SagaStateError,
@@ -65,15 +58,15 @@ from orchestrator.runtime.client import (
     wait_in_store,
 )
 from orchestrator.runtime.clock import Clock, FakeClock, SystemClock
-from orchestrator.runtime.engine import Engine, EngineOptions
+from orchestrator.runtime.engine import Engine
 from orchestrator.runtime.loader import load_workflow_file, load_workflows
+from orchestrator.runtime.options import EngineOptions
 from orchestrator.runtime.saga_pattern import SagaPattern, SagaResult
 from orchestrator.runtime.steps import call_step
 from orchestrator.runtime.wire import Topics
 from orchestrator.runtime.worker import StepContext, StepWorker, WorkerOptions, current_step
 
 __all__ = [
-    "TYPE_NAMES",
     "AbortSaga",
     "Clock",
     "CodecError",
@@ -83,6 +76,7 @@ __all__ = [
     "CompensationSpec",
     "CompensationSucceeded",
     "CompensationTimedOut",
+    "ConfigError",
     "Engine",
     "EngineOptions",
     "Event",
@@ -91,16 +85,16 @@ __all__ = [
     "FakeClock",
     "FinishSaga",
     "GiveUpCompensation",
-    "Message",
     "Mismatch",
     "OrchestratorError",
     "Phase",
     "Reaction",
-    "Record",
     "Replay",
+    "Request",
     "ResumeRequested",
     "RetryPolicy",
     "SagaExistsError",
+    "SagaMessage",
     "SagaPattern",
     "SagaResult",
     "SagaStarted",
@@ -110,6 +104,7 @@ __all__ = [
     "SagaSummary",
     "ScheduleRetry",
     "StartSaga",
+    "StepCommand",
     "StepContext",
     "StepError",
     "StepFailed",
@@ -122,7 +117,6 @@ __all__ = [
     "StepSucceeded",
     "StepTimedOut",
     "StepWorker",
-    "Storable",
     "SystemClock",
     "TimerFired",
     "Topics",
@@ -135,8 +129,6 @@ __all__ = [
     "call_step",
     "current_step",
     "decide",
-    "decode",
-    "encode",
     "evolve",
     "fold",
     "is_terminal",

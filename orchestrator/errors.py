@@ -9,6 +9,7 @@ Tree::
     ├── UnknownWorkflowError           no workflow of that name is loaded
     ├── UnknownSagaError               no saga with that id is in the store
     ├── SagaExistsError                a saga with that id was already started
+    ├── ConfigError                    the configuration (file, environment, flags) is invalid
     └── StepError                      raised by a step function: the step failed
         └── StepResultError            a step function returned something that is not a mapping
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "CodecError",
+    "ConfigError",
     "OrchestratorError",
     "SagaExistsError",
     "SagaStateError",
@@ -113,3 +115,7 @@ class UnknownSagaError(OrchestratorError):
 
 class SagaExistsError(OrchestratorError):
     """A saga with that id was already started."""
+
+
+class ConfigError(OrchestratorError):
+    """The configuration is invalid: the message names the file or key at fault."""

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventstore import BrokenRecord, ChainVerifier, EventStore, Record, VerifyReport, verify_records
-from orchestrator.core.codec import Storable, encode
-from orchestrator.core.commands import Command, StartSaga
+from orchestrator.core.codec import encode
+from orchestrator.core.commands import StartSaga
+from orchestrator.core.messages import Command, SagaMessage
 from orchestrator.core.replay import replay
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
@@ -289,14 +290,14 @@ async def audit_saga(
 
 
 def _requested_workflow(records: Sequence[Record]) -> str | None:
-    if records and records[0].type == "saga.start":
+    if records and records[0].type == StartSaga.type_name:
         name = records[0].data.get("workflow")
         return name if isinstance(name, str) else None
     return None
 
 
 def _first_divergence(
-    wf: Workflow, records: Sequence[Record], messages: Sequence[Storable]
+    wf: Workflow, records: Sequence[Record], messages: Sequence[SagaMessage]
 ) -> Divergence | None:
     kept = [(r, m) for r, m in zip(records, messages, strict=True) if not isinstance(m, StartSaga)]
     result = replay(wf, [m for _, m in kept])
@@ -329,8 +330,8 @@ def _first_divergence(
 
 
 def _encoded(command: Command) -> dict[str, Any]:
-    stored = encode(command)
-    return {"kind": stored.kind, "type": stored.type, "data": stored.data}
+    cls = type(command)
+    return {"kind": cls.kind, "type": cls.type_name, "data": encode(command)}
 
 
 def _stored(record: Record) -> dict[str, Any]:

@@ -1,31 +1,10 @@
-"""Messages ↔ stored records: ``(kind, type, data)`` with stable type names.
+"""Messages ↔ stored data: plain JSON objects keyed by the dataclass's field names.
 
-``kind`` is ``"event"`` or ``"command"``; ``type`` is a stable string (the table below,
-never a Python ``module:qualname``, so classes can move); ``data`` is a plain JSON object
-whose keys are the dataclass's field names. Encoding refuses anything that is not plain
-JSON (NaN, infinity, tuples, non-string keys, other objects), so what is stored decodes
-to an equal message.
-
-===========================  =======  ===============================
-class                        kind     type
-===========================  =======  ===============================
-``SagaStarted``              event    ``saga.started``
-``StepSucceeded``            event    ``saga.step_succeeded``
-``StepFailed``               event    ``saga.step_failed``
-``StepTimedOut``             event    ``saga.step_timed_out``
-``CompensationSucceeded``    event    ``saga.compensation_succeeded``
-``CompensationFailed``       event    ``saga.compensation_failed``
-``CompensationTimedOut``     event    ``saga.compensation_timed_out``
-``TimerFired``               event    ``saga.timer_fired``
-``ResumeRequested``          event    ``saga.resume_requested``
-``StartSaga``                command  ``saga.start``
-``ExecuteStep``              command  ``saga.execute_step``
-``CompensateStep``           command  ``saga.compensate_step``
-``ScheduleRetry``            command  ``saga.schedule_retry``
-``AbortSaga``                command  ``saga.abort``
-``GiveUpCompensation``       command  ``saga.give_up_compensation``
-``FinishSaga``               command  ``saga.finish``
-===========================  =======  ===============================
+A record's ``kind`` and ``type`` come from the message's class (``cls.kind``,
+``cls.type_name``: see ``messages``, the one registry of stable type names, never a
+Python ``module:qualname``, so classes can move); ``data`` is what ``encode`` returns.
+Encoding refuses anything that is not plain JSON (NaN, infinity, tuples, non-string
+keys, other objects), so what is stored decodes to an equal message.
 """
 
 from __future__ import annotations
@@ -34,74 +13,18 @@ import dataclasses
 import math
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from orchestrator.core.commands import (
-    AbortSaga,
-    CompensateStep,
-    ExecuteStep,
-    FinishSaga,
-    GiveUpCompensation,
-    ScheduleRetry,
-    StartSaga,
-)
-from orchestrator.core.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    CompensationTimedOut,
-    ResumeRequested,
-    SagaStarted,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    TimerFired,
-)
-from orchestrator.core.react import Message
+from orchestrator.core.commands import CompensateStep, ExecuteStep, FinishSaga
+from orchestrator.core.messages import SagaMessage, message_type
 from orchestrator.core.state import SagaStatus
 from orchestrator.errors import CodecError
 
-__all__ = ["TYPE_NAMES", "Record", "Storable", "decode", "encode"]
-
-Kind = Literal["event", "command"]
-
-Storable = Message | StartSaga
-"""Everything that can be stored: saga messages and the client's ``StartSaga``."""
-
-TYPE_NAMES: Mapping[type, tuple[Kind, str]] = {
-    SagaStarted: ("event", "saga.started"),
-    StepSucceeded: ("event", "saga.step_succeeded"),
-    StepFailed: ("event", "saga.step_failed"),
-    StepTimedOut: ("event", "saga.step_timed_out"),
-    CompensationSucceeded: ("event", "saga.compensation_succeeded"),
-    CompensationFailed: ("event", "saga.compensation_failed"),
-    CompensationTimedOut: ("event", "saga.compensation_timed_out"),
-    TimerFired: ("event", "saga.timer_fired"),
-    ResumeRequested: ("event", "saga.resume_requested"),
-    StartSaga: ("command", "saga.start"),
-    ExecuteStep: ("command", "saga.execute_step"),
-    CompensateStep: ("command", "saga.compensate_step"),
-    ScheduleRetry: ("command", "saga.schedule_retry"),
-    AbortSaga: ("command", "saga.abort"),
-    GiveUpCompensation: ("command", "saga.give_up_compensation"),
-    FinishSaga: ("command", "saga.finish"),
-}
-"""Class → (kind, stable type name). Never rename a type name: stored logs use it."""
-
-_BY_NAME: dict[str, type] = {name: cls for cls, (_, name) in TYPE_NAMES.items()}
+__all__ = ["decode", "encode"]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A message as the event store keeps it (its ``kind``, ``type`` and ``data``)."""
-
-    kind: Kind
-    type: str
-    data: dict[str, Any]
-
-
-def encode(message: Storable, *, trusted: bool = False) -> Record:
-    """The stored record for ``message``. ``CodecError`` if it is not plain JSON.
+def encode(message: SagaMessage, *, trusted: bool = False) -> dict[str, Any]:
+    """The stored data of ``message``. ``CodecError`` if it is not plain JSON.
 
     ``trusted=True`` is for messages whose mappings are known to be plain JSON already
     (decoded from a record or the wire, or built by the engine from such): they are
@@ -112,12 +35,11 @@ def encode(message: Storable, *, trusted: bool = False) -> Record:
     steps' outputs, which were checked when their events were encoded: they are copied,
     not walked again (the event store still refuses anything that is not JSON).
     """
-    entry = TYPE_NAMES.get(type(message))
-    if entry is None:
-        raise CodecError(f"not a saga message: {type(message).__name__}")
-    kind, name = entry
-    data: dict[str, Any] = {}
     cls = type(message)
+    name = getattr(cls, "type_name", None)
+    if name is None or message_type(name) is not cls:
+        raise CodecError(f"not a saga message: {cls.__name__}")
+    data: dict[str, Any] = {}
     fields = _shallow_fields(cls) if trusted or cls in _DERIVED else _fields(cls)
     for fname, (to_json, _) in fields.items():
         value = getattr(message, fname)
@@ -125,18 +47,17 @@ def encode(message: Storable, *, trusted: bool = False) -> Record:
             data[fname] = to_json(value)
         except (TypeError, ValueError) as exc:
             raise CodecError(f"{name}.{fname}: {exc}") from None
-    return Record(kind, name, data)
+    return data
 
 
-def decode(kind: str, type_name: str, data: Mapping[str, Any]) -> Storable:
+def decode(kind: str, type_name: str, data: Mapping[str, Any]) -> SagaMessage:
     """The message a stored record holds. ``CodecError`` for an unknown type, a kind
     that does not match it, or data with missing, extra or ill-typed fields."""
-    cls = _BY_NAME.get(type_name)
+    cls = message_type(type_name)
     if cls is None:
         raise CodecError(f"unknown record type {type_name!r}")
-    expected_kind = TYPE_NAMES[cls][0]
-    if kind != expected_kind:
-        raise CodecError(f"{type_name} is stored as {expected_kind!r}, not {kind!r}")
+    if kind != cls.kind:
+        raise CodecError(f"{type_name} is stored as {cls.kind!r}, not {kind!r}")
     if not isinstance(data, Mapping):
         raise CodecError(f"{type_name}: data must be a JSON object, not {type(data).__name__}")
     fields = _fields(cls)
@@ -150,8 +71,7 @@ def decode(kind: str, type_name: str, data: Mapping[str, Any]) -> Storable:
             values[fname] = from_json(data[fname])
         except (TypeError, ValueError) as exc:
             raise CodecError(f"{type_name}.{fname}: {exc}") from None
-    message: Storable = cls(**values)
-    return message
+    return cls(**values)
 
 
 # --- field converters, derived once per class from its annotations --------------------

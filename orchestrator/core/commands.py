@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.core.messages import Command, Request, stored_as
 from orchestrator.core.state import SagaStatus
 
 __all__ = [
@@ -35,11 +36,13 @@ __all__ = [
     "GiveUpCompensation",
     "ScheduleRetry",
     "StartSaga",
+    "StepCommand",
 ]
 
 
+@stored_as("saga.start")
 @dataclass(frozen=True, slots=True)
-class StartSaga:
+class StartSaga(Request):
     """A client asks for a saga (appended by ``orchestrator start``).
 
     Not part of a saga's fold: the engine answers it with ``start(...)`` → ``SagaStarted``.
@@ -51,13 +54,11 @@ class StartSaga:
 
 
 @dataclass(frozen=True, slots=True)
-class ExecuteStep:
-    """Run attempt ``attempt`` of ``step`` with ``data``.
+class StepCommand(Command):
+    """Run attempt ``attempt`` of ``step`` (or of its compensation) with ``data``.
 
-    ``data`` is the saga input merged with the outputs of the step's ancestors in
-    topological order. ``deadline`` (``now + timeout``) is absolute, so the shell can
-    rebuild the timeout timer from the log; when it passes with no outcome the shell
-    delivers ``StepTimedOut(step, attempt)``.
+    ``deadline`` (``now + timeout``) is absolute, so the shell can rebuild the timeout
+    timer from the log.
     """
 
     id: str
@@ -70,23 +71,24 @@ class ExecuteStep:
     deadline: float | None
 
 
+@stored_as("saga.execute_step")
 @dataclass(frozen=True, slots=True)
-class CompensateStep:
+class ExecuteStep(StepCommand):
+    """Run attempt ``attempt`` of ``step`` with ``data``: the saga input merged with the
+    outputs of the step's ancestors in topological order. When ``deadline`` passes with
+    no outcome the shell delivers ``StepTimedOut(step, attempt)``."""
+
+
+@stored_as("saga.compensate_step")
+@dataclass(frozen=True, slots=True)
+class CompensateStep(StepCommand):
     """Run attempt ``attempt`` of ``step``'s compensation with ``data`` (the step's
     own ``data`` plus its output); ``CompensationTimedOut`` after ``deadline``."""
 
-    id: str
-    saga_id: str
-    workflow: str
-    step: str
-    attempt: int
-    data: Mapping[str, Any]
-    timeout: float | None
-    deadline: float | None
 
-
+@stored_as("saga.schedule_retry")
 @dataclass(frozen=True, slots=True)
-class ScheduleRetry:
+class ScheduleRetry(Command):
     """Start a timer; at ``due_at`` deliver ``TimerFired(step, attempt, compensation)``.
 
     ``attempt`` is the attempt that will run when the timer fires.
@@ -100,8 +102,9 @@ class ScheduleRetry:
     due_at: float
 
 
+@stored_as("saga.abort")
 @dataclass(frozen=True, slots=True)
-class AbortSaga:
+class AbortSaga(Command):
     """Decision: ``step`` failed for good, so no new step starts (rule 1).
 
     ``compensate`` is false when a pivot has already succeeded (rule 5): the saga then
@@ -116,8 +119,9 @@ class AbortSaga:
     compensate: bool
 
 
+@stored_as("saga.give_up_compensation")
 @dataclass(frozen=True, slots=True)
-class GiveUpCompensation:
+class GiveUpCompensation(Command):
     """Decision: ``step``'s compensation failed for good (rule 4); the saga will end
     ``failed`` once the compensations in flight are done."""
 
@@ -128,8 +132,9 @@ class GiveUpCompensation:
     reason: str
 
 
+@stored_as("saga.finish")
 @dataclass(frozen=True, slots=True)
-class FinishSaga:
+class FinishSaga(Command):
     """Decision: the saga is over with ``status``.
 
     ``output`` is the merged data of every step when ``completed`` (empty otherwise);
@@ -142,7 +147,3 @@ class FinishSaga:
     output: Mapping[str, Any]
     step: str | None
     reason: str | None
-
-
-Command = ExecuteStep | CompensateStep | ScheduleRetry | AbortSaga | GiveUpCompensation | FinishSaga
-"""Every command ``decide`` returns."""

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.core.messages import Event, stored_as
+
 __all__ = [
     "CompensationFailed",
     "CompensationSucceeded",
@@ -26,8 +28,9 @@ __all__ = [
 ]
 
 
+@stored_as("saga.started")
 @dataclass(frozen=True, slots=True)
-class SagaStarted:
+class SagaStarted(Event):
     """The saga exists: its workflow, the definition it was started with, its input."""
 
     saga_id: str
@@ -37,8 +40,9 @@ class SagaStarted:
     now: float
 
 
+@stored_as("saga.step_succeeded")
 @dataclass(frozen=True, slots=True)
-class StepSucceeded:
+class StepSucceeded(Event):
     """Attempt ``attempt`` of ``step`` returned ``output`` (a JSON object)."""
 
     saga_id: str
@@ -48,8 +52,9 @@ class StepSucceeded:
     now: float
 
 
+@stored_as("saga.step_failed")
 @dataclass(frozen=True, slots=True)
-class StepFailed:
+class StepFailed(Event):
     """Attempt ``attempt`` of ``step`` failed; ``retryable=False`` fails it for good."""
 
     saga_id: str
@@ -60,8 +65,9 @@ class StepFailed:
     now: float
 
 
+@stored_as("saga.step_timed_out")
 @dataclass(frozen=True, slots=True)
-class StepTimedOut:
+class StepTimedOut(Event):
     """Attempt ``attempt`` of ``step`` passed its deadline: a retryable failure."""
 
     saga_id: str
@@ -70,8 +76,9 @@ class StepTimedOut:
     now: float
 
 
+@stored_as("saga.compensation_succeeded")
 @dataclass(frozen=True, slots=True)
-class CompensationSucceeded:
+class CompensationSucceeded(Event):
     """Attempt ``attempt`` of ``step``'s compensation finished."""
 
     saga_id: str
@@ -80,8 +87,9 @@ class CompensationSucceeded:
     now: float
 
 
+@stored_as("saga.compensation_failed")
 @dataclass(frozen=True, slots=True)
-class CompensationFailed:
+class CompensationFailed(Event):
     """Attempt ``attempt`` of ``step``'s compensation failed."""
 
     saga_id: str
@@ -92,8 +100,9 @@ class CompensationFailed:
     now: float
 
 
+@stored_as("saga.compensation_timed_out")
 @dataclass(frozen=True, slots=True)
-class CompensationTimedOut:
+class CompensationTimedOut(Event):
     """Attempt ``attempt`` of ``step``'s compensation passed its deadline."""
 
     saga_id: str
@@ -102,8 +111,9 @@ class CompensationTimedOut:
     now: float
 
 
+@stored_as("saga.timer_fired")
 @dataclass(frozen=True, slots=True)
-class TimerFired:
+class TimerFired(Event):
     """The ``ScheduleRetry`` timer for ``attempt`` of ``step`` (or of its compensation,
     when ``compensation`` is true) is due."""
 
@@ -114,23 +124,10 @@ class TimerFired:
     now: float
 
 
+@stored_as("saga.resume_requested")
 @dataclass(frozen=True, slots=True)
-class ResumeRequested:
+class ResumeRequested(Event):
     """A person asks a ``failed`` saga to try again (``orchestrator resume SAGA_ID``)."""
 
     saga_id: str
     now: float
-
-
-Event = (
-    SagaStarted
-    | StepSucceeded
-    | StepFailed
-    | StepTimedOut
-    | CompensationSucceeded
-    | CompensationFailed
-    | CompensationTimedOut
-    | TimerFired
-    | ResumeRequested
-)
-"""Every event the core folds."""

@@ -5,35 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.core.commands import Command, StartSaga
-from orchestrator.core.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    CompensationTimedOut,
-    ResumeRequested,
-    SagaStarted,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    TimerFired,
-)
-from orchestrator.core.react import Message, react
+from orchestrator.core.messages import Command, Event, Request, SagaMessage
+from orchestrator.core.react import react
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 
 __all__ = ["Mismatch", "Replay", "replay"]
-
-_EVENTS = (
-    SagaStarted,
-    StepSucceeded,
-    StepFailed,
-    StepTimedOut,
-    CompensationSucceeded,
-    CompensationFailed,
-    CompensationTimedOut,
-    TimerFired,
-    ResumeRequested,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +19,7 @@ class Mismatch:
     decides ``expected``."""
 
     index: int
-    event: Message
+    event: SagaMessage
     expected: tuple[Command, ...]
     recorded: tuple[Command, ...]
 
@@ -59,24 +36,24 @@ class Replay:
         return not self.mismatches
 
 
-def replay(workflow: Workflow, messages: Iterable[Message | StartSaga]) -> Replay:
+def replay(workflow: Workflow, messages: Iterable[SagaMessage]) -> Replay:
     """Re-decide every event of a saga's log with ``workflow`` and compare each event's
     commands with the commands recorded right after it (``StartSaga`` is skipped).
 
     A changed definition, or a log that was not written by this core, shows up as
     mismatches; the returned state is the one the *workflow* implies.
     """
-    log = [m for m in messages if not isinstance(m, StartSaga)]
+    log = [m for m in messages if not isinstance(m, Request)]
     state: SagaState | None = None
     mismatches: list[Mismatch] = []
     i = 0
     while i < len(log):
         event = log[i]
         j = i + 1
-        while j < len(log) and not isinstance(log[j], _EVENTS):
+        while j < len(log) and not isinstance(log[j], Event):
             j += 1
-        recorded = tuple(m for m in log[i + 1 : j] if not isinstance(m, _EVENTS))
-        if not isinstance(event, _EVENTS):
+        recorded = tuple(m for m in log[i + 1 : j] if isinstance(m, Command))
+        if not isinstance(event, Event):
             mismatches.append(Mismatch(i, event, (), recorded))  # commands before any event
             i = j
             continue

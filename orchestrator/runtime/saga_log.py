@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from eventstore import EventStore, ExpectedVersion, NewRecord, Record
-from orchestrator.core.codec import Storable, decode, encode
+from eventstore import EventLog, ExpectedVersion, NewRecord, Record
+from orchestrator.core.codec import decode, encode
 from orchestrator.core.commands import StartSaga
-from orchestrator.core.react import Message, evolve
+from orchestrator.core.evolve import fold
+from orchestrator.core.messages import SagaMessage
 from orchestrator.core.state import SagaState
 
 STREAM_PREFIX = "saga-"
@@ -30,70 +31,65 @@ def saga_of(stream_id: str) -> str:
 
 
 def to_record(
-    message: Storable, causation_id: str | None = None, *, trusted: bool = False
+    message: SagaMessage, causation_id: str | None = None, *, trusted: bool = False
 ) -> NewRecord:
-    record = encode(message, trusted=trusted)
+    data = encode(message, trusted=trusted)
     metadata: dict[str, Any] = {"saga_id": message.saga_id, "correlation_id": message.saga_id}
     if causation_id is not None:
         metadata["causation_id"] = causation_id
-    return NewRecord(record.kind, record.type, record.data, metadata)
+    cls = type(message)
+    return NewRecord(cls.kind, cls.type_name, data, metadata)
 
 
-def from_record(record: Record) -> Storable:
+def from_record(record: Record) -> SagaMessage:
     return decode(record.kind, record.type, record.data)
 
 
 def fold_records(records: Sequence[Record]) -> SagaState | None:
-    state: SagaState | None = None
-    for record in records:
-        message = from_record(record)
-        if not isinstance(message, StartSaga):
-            state = evolve(state, message)
-    return state
+    return fold(from_record(record) for record in records)
+
+
+class Loaded(NamedTuple):
+    """A saga as its stream holds it."""
+
+    state: SagaState | None
+    """The folded state; ``None`` before ``SagaStarted``."""
+    version: int
+    """The stream's version (0: no such stream)."""
+    request: StartSaga | None
+    """The client's ``StartSaga``, when the stream begins with one."""
 
 
 class SagaLog:
     """Loads and appends saga streams, with a bounded cache of folded states."""
 
-    def __init__(self, store: EventStore, *, cache_size: int = 10_000) -> None:
+    def __init__(self, store: EventLog, *, cache_size: int = 10_000) -> None:
         self.store = store
-        self._cache: OrderedDict[str, tuple[SagaState | None, int, StartSaga | None]] = (
-            OrderedDict()
-        )
+        self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._cache_size = cache_size
 
     def cached(self, saga_id: str) -> SagaState | None:
         entry = self._cache.get(saga_id)
-        return entry[0] if entry else None
+        return entry.state if entry else None
 
-    async def load(
-        self, saga_id: str, *, fresh: bool = False
-    ) -> tuple[SagaState | None, int, StartSaga | None]:
-        """The saga's state (None before SagaStarted), its stream version, and the
-        client's StartSaga request if the stream holds one.
+    async def load(self, saga_id: str, *, fresh: bool = False) -> Loaded:
+        """The saga from the cache, or (``fresh``, or not cached) from the store.
 
-        From the cache unless ``fresh``. A read from the store never replaces a newer
-        cached state: an append may have landed while it was reading.
+        A read from the store never replaces a newer cached state: an append may have
+        landed while it was reading.
         """
         entry = self._cache.get(saga_id)
         if entry is not None and not fresh:
             self._cache.move_to_end(saga_id)
             return entry
-        records = await self.store.read_stream(stream_of(saga_id))
-        request = None
-        if records:
-            first = from_record(records[0])
-            if isinstance(first, StartSaga):
-                request = first
-        entry = (fold_records(records), len(records), request)
+        messages = [from_record(r) for r in await self.store.read_stream(stream_of(saga_id))]
+        request = messages[0] if messages and isinstance(messages[0], StartSaga) else None
+        entry = Loaded(fold(messages), len(messages), request)
         newer = self._cache.get(saga_id)
-        if newer is not None and newer[1] >= entry[1]:
+        if newer is not None and newer.version >= entry.version:
             return newer
         self._remember(saga_id, entry)
         return entry
-
-    def is_cached(self, saga_id: str) -> bool:
-        return saga_id in self._cache
 
     def forget(self, saga_id: str) -> None:
         self._cache.pop(saga_id, None)
@@ -102,35 +98,30 @@ class SagaLog:
         self,
         saga_id: str,
         state: SagaState,
-        messages: Sequence[Message],
+        messages: Sequence[SagaMessage],
         expected: ExpectedVersion,
         causation_id: str | None = None,
         request: StartSaga | None = None,
         *,
-        with_request: bool = False,
         trusted: bool = False,
     ) -> list[NewRecord]:
-        """Append ``messages`` (whose fold gives ``state``) and cache the new state.
+        """Append ``messages`` (whose fold, after the stream so far, gives ``state``) and
+        cache the new state with the saga's ``request``.
 
-        Returns the records written for ``messages``, in order, so the caller can send
-        the commands' data without encoding them again. ``trusted``: the messages hold
-        only plain JSON already (see ``encode``).
+        Returns the records written, in order, so the caller can send the commands'
+        data without encoding them again. ``trusted``: the messages hold only plain
+        JSON already (see ``encode``).
         """
         records = [to_record(m, causation_id, trusted=trusted) for m in messages]
-        written = records
-        if with_request and request is not None:
-            written = [to_record(request), *records]
-        result = await self.store.append(stream_of(saga_id), written, expected)
-        self._remember(saga_id, (state, result.last_version, request))
+        result = await self.store.append(stream_of(saga_id), records, expected)
+        self._remember(saga_id, Loaded(state, result.last_version, request))
         return records
 
-    def _remember(
-        self, saga_id: str, entry: tuple[SagaState | None, int, StartSaga | None]
-    ) -> None:
+    def _remember(self, saga_id: str, entry: Loaded) -> None:
         self._cache[saga_id] = entry
         self._cache.move_to_end(saga_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
 
-__all__ = ["STREAM_PREFIX", "SagaLog", "fold_records", "saga_of", "stream_of"]
+__all__ = ["STREAM_PREFIX", "Loaded", "SagaLog", "fold_records", "saga_of", "stream_of"]

@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
-from brokers import ConfigError, MessagingConfig
+from brokers import ConfigError as BrokerConfigError
+from brokers import MessagingConfig
+from orchestrator.errors import ConfigError
 
 DEFAULT_STORE = "sqlite:///sagaflow.sqlite"
 DEFAULT_WORKFLOWS = "workflows"
@@ -61,7 +63,10 @@ def load_settings(
     for key, value in (("store", file_store), ("workflows", file_workflows)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
-    messaging = MessagingConfig.load(data, source=f"{config_file or 'defaults'} / GREENLANG_*")
+    try:
+        messaging = MessagingConfig.load(data, source=f"{config_file or 'defaults'} / GREENLANG_*")
+    except BrokerConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return Settings(
         store=store or os.environ.get("GREENLANG_STORE") or file_store or DEFAULT_STORE,
         workflows=Path(

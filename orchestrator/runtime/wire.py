@@ -1,8 +1,8 @@
 """What travels on the broker: step commands out to workers, outcomes back.
 
-Payloads are the codec's records (``{"type": …, "data": …}``), so the wire speaks the
-log's language and nothing is ever pickled. Outcomes leave the worker with ``now`` set
-to 0: the engine stamps its own clock on them when it receives them, as the core wants.
+Payloads are the codec's (``{"type": …, "data": …}``), so the wire speaks the log's
+language and nothing is ever pickled. Outcomes leave the worker with ``now`` set to 0:
+the engine stamps its own clock on them when it receives them, as the core wants.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core.codec import decode, encode
-from orchestrator.core.commands import CompensateStep, ExecuteStep
+from orchestrator.core.commands import StepCommand
 from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
     StepFailed,
     StepSucceeded,
 )
+from orchestrator.core.messages import SagaMessage
 from orchestrator.errors import CodecError
 
-StepCommand = ExecuteStep | CompensateStep
 Outcome = StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed
+_OUTCOMES = (StepSucceeded, StepFailed, CompensationSucceeded, CompensationFailed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +43,12 @@ class Topics:
         return f"{self.prefix}.replies"
 
 
-def command_payload(command: StepCommand) -> dict[str, Any]:
-    record = encode(command)
-    return {"type": record.type, "data": record.data}
+def payload(message: SagaMessage, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The broker payload of ``message``; ``data`` when its encoding is at hand."""
+    return {"type": type(message).type_name, "data": encode(message) if data is None else data}
 
 
-def outcome_payload(outcome: Outcome) -> dict[str, Any]:
-    record = encode(outcome)
-    return {"type": record.type, "data": record.data}
-
-
-def _decode(payload: dict[str, Any], kind: str) -> Any:
+def _decode(payload: dict[str, Any], kind: str) -> SagaMessage:
     type_name, data = payload.get("type"), payload.get("data")
     if not isinstance(type_name, str) or not isinstance(data, dict):
         raise CodecError("payload must be an object with 'type' (string) and 'data' (object)")
@@ -61,7 +57,7 @@ def _decode(payload: dict[str, Any], kind: str) -> Any:
 
 def parse_command(payload: dict[str, Any]) -> StepCommand:
     message = _decode(payload, "command")
-    if not isinstance(message, ExecuteStep | CompensateStep):
+    if not isinstance(message, StepCommand):
         raise CodecError(f"{type(message).__name__} is not a step command")
     return message
 
@@ -69,9 +65,7 @@ def parse_command(payload: dict[str, Any]) -> StepCommand:
 def parse_outcome(payload: dict[str, Any]) -> Outcome:
     """The outcome a worker sent, as sent (``now`` 0: see ``stamped``)."""
     message = _decode(payload, "event")
-    if not isinstance(
-        message, StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed
-    ):
+    if not isinstance(message, _OUTCOMES):
         raise CodecError(f"{type(message).__name__} is not a step outcome")
     return message
 

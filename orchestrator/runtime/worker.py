@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from brokers import Broker, Message
-from orchestrator.core.commands import CompensateStep, ExecuteStep
+from orchestrator.core.commands import CompensateStep, StepCommand
 from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
@@ -27,7 +27,7 @@ from orchestrator.core.events import (
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import CodecError, StepError
 from orchestrator.runtime.steps import call_step
-from orchestrator.runtime.wire import Outcome, StepCommand, Topics, outcome_payload, parse_command
+from orchestrator.runtime.wire import Outcome, Topics, parse_command, payload
 
 logger = logging.getLogger("orchestrator")
 
@@ -67,8 +67,15 @@ class WorkerOptions:
     """This worker's name in the group; a unique one by default."""
 
 
-async def run_command(workflow: Workflow, command: StepCommand) -> Outcome:
-    """Run the function a step command names; never raises for the step's own failure."""
+async def run_command(workflow: Workflow, command: StepCommand) -> Outcome | None:
+    """Run the function a step command names; never raises for the step's own failure.
+
+    ``None`` when the attempt ran past its ``timeout``: the function is cancelled and
+    nothing is reported, because the engine owns the timeout (it records
+    ``StepTimedOut`` at the command's deadline, a fact in the log that any engine can
+    fire); a worker that reported its own timeout too would race it with a second,
+    different event for the same attempt.
+    """
     spec = workflow.steps.get(command.step)
     compensation = isinstance(command, CompensateStep)
     fn = None
@@ -103,7 +110,8 @@ async def run_command(workflow: Workflow, command: StepCommand) -> Outcome:
     except StepError as exc:
         return failed(exc.reason, exc.retryable)
     except TimeoutError:
-        return failed(f"timed out after {command.timeout}s", True)
+        logger.info("%s ran past its timeout of %ss: cancelled", command.id, command.timeout)
+        return None
     except Exception as exc:
         return failed(f"{type(exc).__name__}: {exc}", True)
     finally:
@@ -165,8 +173,11 @@ class StepWorker:
             await self._broker.nack(message, f"not a step command: {exc}", requeue=False)
             return
         outcome = await run_command(workflow, command)
+        if outcome is None:  # timed out: the engine records it at the deadline
+            await self._broker.acknowledge(message)
+            return
         try:
-            payload = outcome_payload(outcome)
+            reply = payload(outcome)
         except CodecError as exc:  # the step returned something that is not plain JSON
             outcome = StepFailed(
                 command.saga_id,
@@ -176,10 +187,10 @@ class StepWorker:
                 False,
                 0.0,
             )
-            payload = outcome_payload(outcome)
+            reply = payload(outcome)
         headers = _headers(command)
         try:
-            await self._broker.publish(self._topics.replies, payload, headers=headers)
+            await self._broker.publish(self._topics.replies, reply, headers=headers)
         except Exception as exc:
             logger.warning(
                 "could not reply for %s (%s); the command will be redelivered", command.id, exc
@@ -190,7 +201,7 @@ class StepWorker:
         await self._broker.acknowledge(message)
 
 
-def _headers(command: ExecuteStep | CompensateStep) -> dict[str, Any]:
+def _headers(command: StepCommand) -> dict[str, Any]:
     return {
         "correlation_id": command.saga_id,
         "causation_id": command.id,

@@ -40,8 +40,10 @@ from orchestrator.core.events import (
     StepTimedOut,
     TimerFired,
 )
+from orchestrator.core.evolve import fold
+from orchestrator.core.messages import SagaMessage
 from orchestrator.core.policy import StepKind
-from orchestrator.core.react import Message, fold, is_terminal, react, resume, start
+from orchestrator.core.react import is_terminal, react, resume, start
 from orchestrator.core.replay import replay
 from orchestrator.core.state import SagaState, SagaStatus
 from orchestrator.core.workflow import Workflow
@@ -57,7 +59,7 @@ class Trace:
 
     workflow: Workflow
     input: dict[str, Any]
-    log: list[Message] = field(default_factory=list)
+    log: list[SagaMessage] = field(default_factory=list)
     state: SagaState | None = None
     crashes: int = 0
     resumes: int = 0

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 import networkx as nx
 from hypothesis import strategies as st
 
-from orchestrator.core.codec import Storable
-from orchestrator.core.commands import (
-    AbortSaga,
-    CompensateStep,
-    ExecuteStep,
-    FinishSaga,
-    GiveUpCompensation,
-    ScheduleRetry,
-    StartSaga,
-)
-from orchestrator.core.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    CompensationTimedOut,
-    ResumeRequested,
-    SagaStarted,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    TimerFired,
-)
+from orchestrator.core.messages import SagaMessage, message_types
 from orchestrator.core.policy import RetryPolicy, StepKind
 from orchestrator.core.state import SagaStatus
 from orchestrator.core.workflow import Workflow
@@ -128,35 +111,33 @@ def json_objects() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(st.text(max_size=8), json_values(), max_size=4)
 
 
-def messages() -> st.SearchStrategy[Storable]:
-    """Any event or command, with arbitrary (valid JSON) field values."""
-    text = st.text(max_size=12)
-    attempt = st.integers(1, 10**6)
-    now = _finite
-    maybe = st.none() | _finite
-    return st.one_of(
-        st.builds(SagaStarted, text, text, json_objects(), text, now),
-        st.builds(StepSucceeded, text, text, attempt, json_objects(), now),
-        st.builds(StepFailed, text, text, attempt, text, st.booleans(), now),
-        st.builds(StepTimedOut, text, text, attempt, now),
-        st.builds(CompensationSucceeded, text, text, attempt, now),
-        st.builds(CompensationFailed, text, text, attempt, text, st.booleans(), now),
-        st.builds(CompensationTimedOut, text, text, attempt, now),
-        st.builds(TimerFired, text, text, attempt, st.booleans(), now),
-        st.builds(ResumeRequested, text, now),
-        st.builds(StartSaga, text, text, json_objects()),
-        st.builds(ExecuteStep, text, text, text, text, attempt, json_objects(), maybe, maybe),
-        st.builds(CompensateStep, text, text, text, text, attempt, json_objects(), maybe, maybe),
-        st.builds(ScheduleRetry, text, text, text, attempt, st.booleans(), now),
-        st.builds(AbortSaga, text, text, text, attempt, text, st.booleans()),
-        st.builds(GiveUpCompensation, text, text, text, attempt, text),
-        st.builds(
-            FinishSaga,
-            text,
-            text,
-            st.sampled_from(list(SagaStatus)),
-            json_objects(),
-            st.none() | text,
-            st.none() | text,
-        ),
-    )
+def messages() -> st.SearchStrategy[SagaMessage]:
+    """Any registered event, command or request, with arbitrary (valid JSON) fields.
+
+    Built from the message registry and each class's field types, so a new message
+    type is covered as soon as it is defined.
+    """
+    return st.one_of(*(_message(cls) for cls in message_types().values()))
+
+
+def _message(cls: type[SagaMessage]) -> st.SearchStrategy[SagaMessage]:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: _field(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return st.builds(cls, **fields)
+
+
+def _field(hint: Any) -> st.SearchStrategy[Any]:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        return st.none() | _field(inner)
+    if typing.get_origin(hint) is Mapping:
+        return json_objects()
+    simple: dict[Any, st.SearchStrategy[Any]] = {
+        str: st.text(max_size=12),
+        int: st.integers(1, 10**6),
+        float: _finite,
+        bool: st.booleans(),
+        SagaStatus: st.sampled_from(list(SagaStatus)),
+    }
+    return simple[hint]

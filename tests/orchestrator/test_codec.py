@@ -9,36 +9,49 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from orchestrator import (
-    TYPE_NAMES,
-    CodecError,
-    SagaStarted,
-    StepSucceeded,
-    Storable,
-    decode,
-    encode,
-)
+from orchestrator import CodecError, SagaMessage, SagaStarted, StartSaga, StepSucceeded
+from orchestrator.core.codec import decode, encode
+from orchestrator.core.messages import Event, message_types, stored_as
 from orchestrator.testing import messages
 
 
 @settings(max_examples=300, deadline=None)
 @given(messages())
-def test_every_message_round_trips_through_plain_json(message: Storable) -> None:
-    record = encode(message)
-    assert record.kind in ("event", "command")
-    text = json.dumps(record.data, allow_nan=False)  # raises on NaN / non-JSON
-    assert decode(record.kind, record.type, json.loads(text)) == message
+def test_every_message_round_trips_through_plain_json(message: SagaMessage) -> None:
+    cls = type(message)
+    data = encode(message)
+    assert cls.kind in ("event", "command")
+    text = json.dumps(data, allow_nan=False)  # raises on NaN / non-JSON
+    assert decode(cls.kind, cls.type_name, json.loads(text)) == message
 
 
 def test_type_names_are_stable_strings_not_python_paths() -> None:
-    names = [name for _, name in TYPE_NAMES.values()]
-    assert len(set(names)) == len(names)
-    for cls, (kind, name) in TYPE_NAMES.items():
+    registry = message_types()
+    assert len(registry) == 16
+    for name, cls in registry.items():
+        assert cls.type_name == name
         assert name.startswith("saga.") and ":" not in name and cls.__module__ not in name
-        assert kind in ("event", "command")
+        assert cls.kind in ("event", "command")
     # These names are in stored logs: renaming one breaks replay of old sagas.
-    assert TYPE_NAMES[StepSucceeded] == ("event", "saga.step_succeeded")
-    assert TYPE_NAMES[SagaStarted] == ("event", "saga.started")
+    assert (StepSucceeded.kind, StepSucceeded.type_name) == ("event", "saga.step_succeeded")
+    assert (SagaStarted.kind, SagaStarted.type_name) == ("event", "saga.started")
+    assert (StartSaga.kind, StartSaga.type_name) == ("command", "saga.start")
+
+
+def test_a_type_name_is_registered_once() -> None:
+    with pytest.raises(TypeError, match="taken by StepSucceeded"):
+
+        @stored_as("saga.step_succeeded")
+        class Impostor(Event):
+            __slots__ = ()
+
+
+def test_only_registered_messages_encode() -> None:
+    class Unregistered(Event):
+        __slots__ = ()
+
+    with pytest.raises(CodecError, match="not a saga message: Unregistered"):
+        encode(Unregistered())
 
 
 @pytest.mark.parametrize(
@@ -63,22 +76,23 @@ def test_nan_time_is_refused() -> None:
 
 
 def test_decode_refuses_unknown_types_wrong_kinds_and_bad_fields() -> None:
-    good = encode(StepSucceeded("s", "a", 1, {"k": 1}, 2.0))
+    data = encode(StepSucceeded("s", "a", 1, {"k": 1}, 2.0))
+    name = StepSucceeded.type_name
     with pytest.raises(CodecError, match="unknown record type"):
-        decode("event", "orchestrator.core.events:StepSucceeded", good.data)
+        decode("event", "orchestrator.core.events:StepSucceeded", data)
     with pytest.raises(CodecError, match=r"stored as .event., not .command."):
-        decode("command", good.type, good.data)
+        decode("command", name, data)
     with pytest.raises(CodecError, match="missing"):
-        decode("event", good.type, {k: v for k, v in good.data.items() if k != "attempt"})
+        decode("event", name, {k: v for k, v in data.items() if k != "attempt"})
     with pytest.raises(CodecError, match="unknown fields"):
-        decode("event", good.type, {**good.data, "extra": 1})
+        decode("event", name, {**data, "extra": 1})
     with pytest.raises(CodecError, match="attempt"):
-        decode("event", good.type, {**good.data, "attempt": "1"})
+        decode("event", name, {**data, "attempt": "1"})
     with pytest.raises(CodecError, match="attempt"):
-        decode("event", good.type, {**good.data, "attempt": True})
+        decode("event", name, {**data, "attempt": True})
 
 
 def test_integer_times_decode_as_floats() -> None:
-    record = encode(StepSucceeded("s", "a", 1, {}, 3.0))
-    decoded = decode(record.kind, record.type, {**record.data, "now": 3})
+    data = encode(StepSucceeded("s", "a", 1, {}, 3.0))
+    decoded = decode("event", StepSucceeded.type_name, {**data, "now": 3})
     assert isinstance(decoded, StepSucceeded) and isinstance(decoded.now, float)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import Command, Event, RetryPolicy, Workflow, encode, react, replay
+from orchestrator import Command, Event, RetryPolicy, Workflow, react, replay
+from orchestrator.core.codec import encode
 from orchestrator.testing import check_invariants, simulate, workflows
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -30,8 +30,6 @@ from orchestrator import (
     TimerFired,
     Workflow,
     call_step,
-    decode,
-    encode,
     fold,
     is_terminal,
     load_workflows,
@@ -39,6 +37,7 @@ from orchestrator import (
     replay,
     start,
 )
+from orchestrator.core.codec import decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -148,7 +147,7 @@ async def test_golden_history_replays(case: str) -> None:
     path = GOLDEN / f"{case}.json"
     if os.environ.get("SAGAFLOW_RECORD_GOLDEN"):
         log = await record(wf, data, saga_id=case)
-        records = [{"kind": r.kind, "type": r.type, "data": r.data} for r in map(encode, log)]
+        records = [{"kind": m.kind, "type": m.type_name, "data": encode(m)} for m in log]
         doc = {"workflow": wf.name, "definition_hash": wf.definition_hash, "records": records}
         path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     doc = json.loads(path.read_text())

@@ -14,7 +14,7 @@ from brokers import Broker
 from eventstore import EventStore
 from orchestrator import CodecError, Engine, SagaExistsError, StepSucceeded, UnknownWorkflowError
 from orchestrator.runtime.client import request_saga
-from orchestrator.runtime.wire import Topics, outcome_payload, parse_command
+from orchestrator.runtime.wire import Topics, parse_command, payload
 from tests.runtime.flows import BROKEN_UNDO, CALLS
 
 
@@ -113,7 +113,7 @@ async def test_duplicate_replies_are_recorded_once(
             await broker.acknowledge(message)
             break
         assert command.step == "a"
-        reply = outcome_payload(StepSucceeded(saga_id, "a", 1, {"a": 1}, 0.0))
+        reply = payload(StepSucceeded(saga_id, "a", 1, {"a": 1}, 0.0))
         for _ in range(3):
             await broker.publish(topics.replies, reply)
         for _ in range(200):
@@ -236,7 +236,6 @@ async def test_two_engines_sharing_the_replies_lose_nothing(
         ids = await asyncio.gather(*(first.start_saga("diamond", {}) for _ in range(30)))
         states = await asyncio.gather(*(second.wait(i, timeout=30) for i in ids))
     assert [s.status for s in states] == ["completed"] * 30
-    assert first.counts["conflicts"] + second.counts["conflicts"] >= 0
     for saga_id in ids:
         types = await _types(store, saga_id)
         assert types.count("saga.step_succeeded") == 5

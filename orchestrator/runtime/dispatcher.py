@@ -1,0 +1,73 @@
+"""Executing what a transition recorded: publish step commands, arm their timers.
+
+Commands are published only after they are in the log (the log is the outbox), so a
+crash or a failed publish loses nothing: a failed publish is retried from the log by
+the scheduler, and after a crash ``resume`` gives every outstanding command back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from brokers import Broker
+from eventstore import NewRecord
+from orchestrator.core.commands import FinishSaga, StepCommand
+from orchestrator.core.messages import Command
+from orchestrator.core.state import SagaState
+from orchestrator.core.workflow import Workflow
+from orchestrator.runtime.scheduler import Scheduler
+from orchestrator.runtime.wire import Topics, payload
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger("orchestrator")
+
+
+class Dispatcher:
+    """Publishes a saga's step commands as one batch to its workflow's topic."""
+
+    def __init__(
+        self, broker: Broker, topics: Topics, scheduler: Scheduler, counts: dict[str, int]
+    ) -> None:
+        self._broker = broker
+        self._topics = topics
+        self._scheduler = scheduler
+        self._counts = counts
+
+    async def execute(
+        self,
+        wf: Workflow,
+        state: SagaState,
+        commands: Sequence[Command],
+        records: Sequence[NewRecord] | None = None,
+    ) -> None:
+        """``records``, when given, are ``commands`` as just appended: their data is
+        sent as is, not encoded again."""
+        outgoing: list[dict[str, Any]] = []
+        for index, command in enumerate(commands):
+            if isinstance(command, StepCommand):
+                data = None if records is None else dict(records[index].data)
+                outgoing.append(payload(command, data))
+            elif isinstance(command, FinishSaga):
+                status = command.status.value
+                self._counts[status] = self._counts.get(status, 0) + 1
+            self._scheduler.arm(wf, command)
+        if not outgoing:
+            return
+        saga_id = state.saga_id
+        try:
+            await self._broker.publish_batch(
+                self._topics.steps(wf.name),
+                outgoing,
+                headers={"correlation_id": saga_id, "saga_id": saga_id},
+            )
+        except Exception as exc:
+            logger.warning(
+                "could not publish %d commands of saga %s (%s); sending them again later",
+                len(outgoing),
+                saga_id,
+                exc,
+            )
+            self._scheduler.republish_later(saga_id)

@@ -1,0 +1,44 @@
+"""How an engine runs: its options, one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.runtime.wire import Topics
+from orchestrator.runtime.worker import WorkerOptions
+
+__all__ = ["EngineOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How an engine runs."""
+
+    topics: Topics = field(default_factory=Topics)
+    """Topic names on the broker."""
+    reply_group: str = "saga-engine"
+    """Consumer group of the engines reading step outcomes."""
+    consumer: str | None = None
+    """This engine's consumer name; unique by default."""
+    run_workers: bool = True
+    """Run step workers for the loaded workflows in this process too."""
+    worker: WorkerOptions = field(default_factory=WorkerOptions)
+    """Options of the in-process workers."""
+    recover: bool = True
+    """On start, resume every saga of the store that is not finished."""
+    intake: bool = True
+    """Tail the store for sagas started by other processes (``orchestrator start``)."""
+    max_in_flight: int = 512
+    """Replies handled at once; their appends share group-commit transactions."""
+    cache_size: int = 10_000
+    """Saga states kept in memory."""
+    intake_poll_interval: float = 0.2
+    """How often to look for sagas started by other processes, in seconds."""
+    republish_delay: float = 1.0
+    """Seconds before commands that could not be published are sent again."""
+    reissue_after: float | None = 60.0
+    """Seconds a step command may go without an outcome before it is sent again (same
+    id). A backstop for a message lost outside the log (a broker that lost data); a
+    step's own ``timeout`` is what fails a slow attempt. ``None`` turns it off."""
+    wait_poll_interval: float = 0.5
+    """How often ``wait`` looks at the store for sagas other engines are running."""
