@@ -1,10 +1,6 @@
-"""Audit of sagas and of the store: timelines, deterministic replay, chain checks, export.
+"""Audit of one saga: its chain, its decisions replayed, its definition.
 
-Pure functions over records (``timeline``, ``check_saga``, ``export_lines``) and the
-async readers the command line calls (``audit_saga``, ``verify_store``, ``export_saga``).
-Nothing here writes to the store.
-
-``check_saga`` answers three questions about one saga's stream:
+``check_saga`` (pure, over records) answers three questions about one saga's stream:
 
 * is its hash chain intact (every record as written, none missing, none inserted)?
 * does every recorded command follow from the recorded events under today's workflow
@@ -16,12 +12,13 @@ Nothing here writes to the store.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore import BrokenRecord, ChainVerifier, EventStore, Record, VerifyReport, verify_records
+from eventstore import BrokenRecord, EventLog, Record, VerifyReport, verify_records
+from orchestrator.audit.timeline import TimelineEntry, timeline
+from orchestrator.audit.views import broken_json, divergence_json, state_json
 from orchestrator.core.codec import encode
 from orchestrator.core.commands import StartSaga
 from orchestrator.core.messages import Command, SagaMessage
@@ -37,92 +34,14 @@ __all__ = [
     "EXIT_OK",
     "Divergence",
     "SagaAudit",
-    "StoreVerification",
-    "TimelineEntry",
     "audit_saga",
     "check_saga",
-    "export_lines",
-    "export_saga",
-    "record_json",
-    "state_json",
-    "timeline",
-    "verify_store",
 ]
 
 EXIT_OK = 0
 EXIT_CHAIN_BROKEN = 1
 EXIT_DIVERGED = 2
 """Exit codes of ``orchestrator replay --verify`` (and ``verify``: 0 or 1)."""
-
-SHORT_HASH = 8
-"""Hex digits of a hash shown in a timeline."""
-
-
-# -- timeline ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """One record of a saga's stream, as an auditor reads it."""
-
-    version: int
-    position: int
-    recorded_at: str
-    kind: str
-    type: str
-    step: str | None
-    attempt: int | None
-    hash: str
-    causation: str | None
-    """Events: the ``causation_id`` of their metadata (the command a reply answers, the
-    timer that fired). Commands: ``v<N>``, the event record they were decided on."""
-
-    @property
-    def short_hash(self) -> str:
-        return self.hash[:SHORT_HASH]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "position": self.position,
-            "recorded_at": self.recorded_at,
-            "kind": self.kind,
-            "type": self.type,
-            "step": self.step,
-            "attempt": self.attempt,
-            "hash": self.hash,
-            "causation": self.causation,
-        }
-
-
-def timeline(records: Iterable[Record]) -> list[TimelineEntry]:
-    """Every record of a stream, in version order, with what caused it."""
-    out: list[TimelineEntry] = []
-    last_event: int | None = None
-    for record in records:
-        causation: object = None
-        if record.kind == "event":
-            causation, last_event = record.metadata.get("causation_id"), record.version
-        elif last_event is not None:
-            causation = f"v{last_event}"
-        step, attempt = record.data.get("step"), record.data.get("attempt")
-        out.append(
-            TimelineEntry(
-                version=record.version,
-                position=record.position,
-                recorded_at=record.recorded_at,
-                kind=record.kind,
-                type=record.type,
-                step=step if isinstance(step, str) else None,
-                attempt=attempt if isinstance(attempt, int) else None,
-                hash=record.hash,
-                causation=None if causation is None else str(causation),
-            )
-        )
-    return out
-
-
-# -- replay and verification of one saga ------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +199,7 @@ def check_saga(
 
 
 async def audit_saga(
-    store: EventStore, saga_id: str, workflows: Mapping[str, Workflow], *, verify: bool = False
+    store: EventLog, saga_id: str, workflows: Mapping[str, Workflow], *, verify: bool = False
 ) -> SagaAudit:
     """Read the saga's stream and audit it (``check_saga``)."""
     records = await store.read_stream(stream_of(saga_id))
@@ -344,148 +263,3 @@ def _brief(command: dict[str, Any] | None) -> str:
     data = command["data"]
     label = data.get("id") or data.get("step") or ""
     return f"{command['type']} {label}".strip()
-
-
-# -- the whole store --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoreVerification:
-    """``orchestrator verify``: the chain report and the head it ends on."""
-
-    report: VerifyReport
-    stream_id: str | None
-    last_position: int
-    last_hash: str | None
-    """Hash of the last record verified: note it down to detect a truncation later."""
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.report.ok else EXIT_CHAIN_BROKEN
-
-    def to_json(self) -> dict[str, Any]:
-        broken = self.report.first_broken
-        return {
-            "ok": self.report.ok,
-            "stream_id": self.stream_id,
-            "records_checked": self.report.records_checked,
-            "streams_checked": self.report.streams_checked,
-            "last_position": self.last_position,
-            "last_hash": self.last_hash,
-            "first_broken": None if broken is None else broken_json(broken),
-        }
-
-
-async def verify_store(
-    store: EventStore, stream_id: str | None = None, *, page_size: int = 2000
-) -> StoreVerification:
-    """Recompute the chain of one stream, or of the whole store in commit order.
-
-    The whole store is also checked for gaps in its positions (``ChainVerifier``'s
-    ``contiguous``): a deleted record is caught even when it was the last of its stream.
-    """
-    verifier = ChainVerifier(contiguous=stream_id is None)
-    last: Record | None = None
-    position = 0
-    while True:
-        if stream_id is None:
-            page = await store.read_all(position, page_size)
-        else:
-            page = await store.read_stream(stream_id, position + 1, page_size)
-        for record in page:
-            if not verifier.feed(record):
-                return StoreVerification(verifier.report(), stream_id, _pos(last), _hash(last))
-            last = record
-        if len(page) < page_size:
-            return StoreVerification(verifier.report(), stream_id, _pos(last), _hash(last))
-        position = page[-1].position if stream_id is None else page[-1].version
-
-
-def _pos(record: Record | None) -> int:
-    return 0 if record is None else record.position
-
-
-def _hash(record: Record | None) -> str | None:
-    return None if record is None else record.hash
-
-
-# -- export -----------------------------------------------------------------------------
-
-
-def record_json(record: Record) -> dict[str, Any]:
-    """Every field of a record, as the export writes it."""
-    return dict(record._asdict())
-
-
-def export_lines(records: Iterable[Record]) -> Iterable[str]:
-    """JSONL: one record per line, every field, data and metadata as JSON objects."""
-    for record in records:
-        yield json.dumps(record_json(record), ensure_ascii=False, allow_nan=False)
-
-
-async def export_saga(store: EventStore, saga_id: str) -> list[Record]:
-    """The records of the saga's stream, for ``export_lines``."""
-    records = await store.read_stream(stream_of(saga_id))
-    if not records:
-        raise UnknownSagaError(f"no saga {saga_id!r} in {store.url}")
-    return records
-
-
-# -- JSON views -------------------------------------------------------------------------
-
-
-def broken_json(broken: BrokenRecord) -> dict[str, Any]:
-    return {
-        "stream_id": broken.stream_id,
-        "version": broken.version,
-        "position": broken.position,
-        "reason": broken.reason,
-        "expected": broken.expected,
-        "found": broken.found,
-    }
-
-
-def divergence_json(divergence: Divergence) -> dict[str, Any]:
-    return {
-        "after_version": divergence.after_version,
-        "version": divergence.version,
-        "position": divergence.position,
-        "expected": divergence.expected,
-        "recorded": divergence.recorded,
-        "message": divergence.describe(),
-    }
-
-
-def state_json(state: SagaState) -> dict[str, Any]:
-    """The rebuilt state as plain JSON (what ``replay --json`` prints)."""
-
-    def steps(table: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            name: {
-                "phase": st.phase.value,
-                "attempt": st.attempt,
-                "output": None if st.output is None else dict(st.output),
-                "error": st.error,
-            }
-            for name, st in table.items()
-        }
-
-    def failure(f: Any) -> dict[str, Any] | None:
-        if f is None:
-            return None
-        return {"step": f.step, "attempt": f.attempt, "reason": f.reason, "at": f.at}
-
-    return {
-        "saga_id": state.saga_id,
-        "workflow": state.workflow,
-        "status": state.status.value,
-        "definition_hash": state.definition_hash,
-        "input": dict(state.input),
-        "started_at": state.started_at,
-        "steps": steps(state.steps),
-        "compensations": steps(state.compensations),
-        "failure": failure(state.failure),
-        "compensation_failure": failure(state.compensation_failure),
-        "output": None if state.output is None else dict(state.output),
-        "resumes": state.resumes,
-    }

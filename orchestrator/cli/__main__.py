@@ -1,5 +1,5 @@
 """``python -m orchestrator.cli``: the same as the ``orchestrator`` command."""
 
-from orchestrator.cli.commands import main
+from orchestrator.cli import main
 
 main()

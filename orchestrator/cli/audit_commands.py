@@ -1,6 +1,5 @@
-"""The bodies of the read-only commands, ``replay``, ``verify``, ``export`` and
-``status`` (cli.py holds their options): open the store, read, print, return the exit
-code."""
+"""The read-only commands: ``replay``, ``verify``, ``export``, ``graph``, and the body of
+``status``. Each opens the store, reads, prints, and returns the exit code."""
 
 from __future__ import annotations
 
@@ -14,10 +13,12 @@ import click
 from rich.console import Console
 
 from eventstore import EventStore, Record
-from orchestrator.audit.checks import audit_saga, export_lines, export_saga, verify_store
+from orchestrator.audit import audit_saga, export_lines, export_saga, verify_store
+from orchestrator.cli.app import cli, console, fail, run_async, settings_of, store_options
 from orchestrator.cli.render import (
     audit_lines,
-    failure_line,
+    dot,
+    mermaid,
     saga_table,
     sagas_table,
     timeline_table,
@@ -76,7 +77,7 @@ def _show_state(
         console.print(f"{saga_id}: requested, not started by an engine yet", highlight=False)
         return
     console.print(saga_table(workflows.get(state.workflow), state))
-    reason = failure_line(state)
+    reason = state.failure_summary
     if reason:
         console.print(f"why: {reason}", highlight=False)
 
@@ -117,3 +118,125 @@ def write_export(records: list[Record], output: str | None) -> None:
 
 def _echo_json(doc: dict[str, Any]) -> None:
     click.echo(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False))
+
+
+@cli.command()
+@store_options
+@click.argument("workflow")
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+)
+@click.pass_context
+def graph(
+    ctx: click.Context,
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    workflow: str,
+    fmt: str,
+) -> None:
+    """Draw WORKFLOW's DAG with its compensations (mermaid or Graphviz dot).
+
+    \b
+    Example:  orchestrator graph esg_report --format dot | dot -Tpng > esg.png
+    """
+    settings = settings_of(config_file, store, workflows_dir)
+    try:
+        workflows = load_workflows(settings.workflows)
+        if workflow not in workflows:
+            raise OrchestratorError(
+                f"unknown workflow {workflow!r} (in {settings.workflows}: "
+                f"{', '.join(workflows) or 'none'})"
+            )
+    except OrchestratorError as exc:
+        fail(ctx, exc)
+    click.echo(mermaid(workflows[workflow]) if fmt == "mermaid" else dot(workflows[workflow]))
+
+
+@cli.command()
+@store_options
+@click.option("--stream", help="Verify one stream only (e.g. saga-<id>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    stream: str | None,
+    as_json: bool,
+) -> None:
+    """Recompute the SHA-256 chain of the whole store (or one stream).
+
+    Prints the records and streams checked and the last hash; on tampering, the first
+    broken record (stream, version, position) with the expected and found values.
+    Exit 0 intact, 1 broken, 2 error.
+    """
+    settings = settings_of(config_file, store, workflows_dir)
+    sys.exit(run_async(ctx, verify_chain(settings, stream, as_json=as_json, console=console)))
+
+
+@cli.command()
+@store_options
+@click.argument("saga_id")
+@click.option(
+    "--verify",
+    "check",
+    is_flag=True,
+    help="Also verify the chain and re-run the workflow over the events.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print timeline, state and verdict as JSON.")
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    saga_id: str,
+    check: bool,
+    as_json: bool,
+) -> None:
+    """The saga's timeline (every command and event) and its rebuilt state.
+
+    With --verify, the chain is recomputed and the pure core re-decides every recorded
+    event: each recorded command must be exactly what the workflow decides, else the
+    first differing record is named. A definition changed since the saga started is
+    said plainly.
+
+    \b
+    Exit codes (these differ from the other commands'):
+      0  ok
+      1  chain broken (records changed, missing or inserted)
+      2  divergence: the log is not what the workflow decides, or the workflow is not
+         loaded to check it; also any error (unknown saga, bad store), on one line
+    """
+    settings = settings_of(config_file, store, workflows_dir)
+    work = replay_saga(settings, saga_id, verify=check, as_json=as_json, console=console)
+    sys.exit(run_async(ctx, work))
+
+
+@cli.command()
+@store_options
+@click.argument("saga_id")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default stdout).")
+@click.pass_context
+def export(
+    ctx: click.Context,
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    saga_id: str,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Every record of the saga's stream, one JSON object a line, for auditors.
+
+    docs/CHAIN.md's standard-library script verifies the file:
+    python verify_chain.py saga.jsonl
+
+    \b
+    Example:  orchestrator export 3f2a… -o saga.jsonl
+    """
+    settings = settings_of(config_file, store, workflows_dir)
+    write_export(run_async(ctx, export_records(settings, saga_id)), output)

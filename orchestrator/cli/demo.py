@@ -14,7 +14,7 @@ from rich.console import Console
 
 from brokers import InMemoryBroker
 from eventstore import EventStore
-from orchestrator.cli.render import failure_line, saga_table
+from orchestrator.cli.render import saga_table
 from orchestrator.errors import OrchestratorError
 from orchestrator.runtime.engine import Engine, EngineOptions
 from orchestrator.runtime.loader import load_workflows
@@ -74,7 +74,7 @@ async def run_demo(settings: Settings, console: Console) -> int:
                 state = await engine.wait(saga_id, timeout=60)
                 console.rule(f"{title}: {state.status.value}")
                 console.print(saga_table(workflows[workflow], state))
-                reason = failure_line(state)
+                reason = state.failure_summary
                 if reason:
                     console.print(f"why: {reason}", highlight=False)
                 if state.output:

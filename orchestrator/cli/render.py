@@ -7,7 +7,7 @@ import json
 
 from rich.table import Table
 
-from orchestrator.audit.checks import SagaAudit, StoreVerification
+from orchestrator.audit import SagaAudit, StoreVerification
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.runtime.client import SagaSummary
@@ -53,14 +53,6 @@ def saga_table(workflow: Workflow | None, state: SagaState) -> Table:
             (comp.error if comp and comp.error else (st.error if st and st.error else "")) or "",
         )
     return table
-
-
-def failure_line(state: SagaState) -> str | None:
-    failure = state.compensation_failure or state.failure
-    if failure is None:
-        return None
-    what = "compensation of " if state.compensation_failure else ""
-    return f"{what}{failure.step} (attempt {failure.attempt}): {failure.reason}"
 
 
 def timeline_table(audit: SagaAudit) -> Table:

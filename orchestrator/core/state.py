@@ -117,3 +117,12 @@ class SagaState:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def failure_summary(self) -> str | None:
+        """One line saying what failed for good and why (``None``: nothing did)."""
+        failure = self.compensation_failure or self.failure
+        if failure is None:
+            return None
+        what = "compensation of " if self.compensation_failure else ""
+        return f"{what}{failure.step} (attempt {failure.attempt}): {failure.reason}"

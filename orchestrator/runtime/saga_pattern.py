@@ -25,7 +25,6 @@ from typing import Any
 
 from brokers import Broker
 from eventstore import EventStore
-from orchestrator.cli.render import failure_line
 from orchestrator.core.builder import WorkflowBuilder
 from orchestrator.core.policy import RetryPolicy
 from orchestrator.core.state import Phase, SagaState
@@ -66,7 +65,9 @@ def result_of(state: SagaState) -> SagaResult:
     compensated = tuple(
         name for name, st in state.compensations.items() if st.phase is Phase.SUCCEEDED
     )
-    return SagaResult(state.saga_id, state.status.value, outputs, failure_line(state), compensated)
+    return SagaResult(
+        state.saga_id, state.status.value, outputs, state.failure_summary, compensated
+    )
 
 
 class SagaPattern:

@@ -32,7 +32,7 @@ import networkx as nx
 from brokers import InMemoryBroker
 from eventstore import EventStore
 from orchestrator import StepError, Workflow, load_workflows
-from orchestrator.audit.checks import export_lines
+from orchestrator.audit import export_lines
 from orchestrator.runtime.clock import FakeClock
 from orchestrator.runtime.engine import Engine, EngineOptions
 

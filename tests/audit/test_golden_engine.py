@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Workflow, load_workflows
-from orchestrator.audit.checks import EXIT_DIVERGED, EXIT_OK, check_saga
+from orchestrator.audit import EXIT_DIVERGED, EXIT_OK, check_saga
 from tests.audit.helpers import GOLDEN, ROOT, read_jsonl, run_chain_snippet
 from tests.audit.record_golden import CASES, variant
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from eventstore import NO_STREAM, EventStore, NewRecord, Record, record_hash
 from eventstore._canonical import genesis_hash
-from orchestrator.audit.checks import verify_store
+from orchestrator.audit import verify_store
 from tests.audit.helpers import tamper
 from tests.servers import PostgresServer
 

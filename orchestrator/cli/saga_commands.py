@@ -1,9 +1,5 @@
-"""The ``orchestrator`` command line.
-
-Every command takes ``--config FILE`` (YAML), ``--store URL`` and ``--workflows DIR``;
-with none of them it uses the embedded default: ``sqlite:///sagaflow.sqlite`` in the
-working directory, the in-memory broker, and ``./workflows``.
-"""
+"""The commands that drive sagas: ``run``, ``start``, ``resume``, ``status``, ``migrate``
+and ``demo``."""
 
 from __future__ import annotations
 
@@ -11,97 +7,30 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 
-from brokers import BrokerError, InMemoryBroker
-from eventstore import EventStore, EventStoreError
-from orchestrator.cli.audit_commands import (
-    export_records,
-    replay_saga,
-    show_status,
-    verify_chain,
-    write_export,
+from brokers import InMemoryBroker
+from eventstore import EventStore
+from orchestrator.cli.app import (
+    EXIT_CODES,
+    cli,
+    console,
+    run_async,
+    settings_of,
+    store_options,
 )
+from orchestrator.cli.audit_commands import show_status
 from orchestrator.cli.demo import run_demo
-from orchestrator.cli.render import dot, failure_line, mermaid
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import OrchestratorError
 from orchestrator.runtime.client import read_saga, request_saga, wait_in_store
-from orchestrator.runtime.engine import Engine, EngineOptions
+from orchestrator.runtime.engine import Engine
 from orchestrator.runtime.loader import load_workflows
-from orchestrator.runtime.settings import Settings, load_settings
-
-console = Console()
-err_console = Console(stderr=True)
-EXIT_CODES = {"completed": 0, "compensated": 3, "failed": 4}
-"""Exit codes of ``start --wait`` and ``resume``: 0 completed, 3 compensated, 4 failed."""
-
-F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-
-def _common(fn: F) -> F:
-    fn = click.option(
-        "--workflows",
-        "workflows_dir",
-        type=click.Path(file_okay=False),
-        help="Directory of workflow definitions (default ./workflows).",
-    )(fn)
-    fn = click.option("--store", help="Event store URL (default sqlite:///sagaflow.sqlite).")(fn)
-    fn = click.option(
-        "--config", "config_file", type=click.Path(dir_okay=False), help="YAML configuration file."
-    )(fn)
-    return fn
-
-
-def _settings(config_file: str | None, store: str | None, workflows_dir: str | None) -> Settings:
-    return load_settings(config_file, store=store, workflows=workflows_dir)
-
-
-def _run(ctx: click.Context, work: Awaitable[T]) -> T:
-    """Run ``work``; a known error is one line on stderr (a traceback with --debug)."""
-    try:
-        return asyncio.run(work)  # type: ignore[arg-type]
-    except (
-        OrchestratorError,
-        EventStoreError,
-        BrokerError,
-        TimeoutError,
-        OSError,
-        ValueError,
-    ) as exc:
-        _fail(ctx, exc)
-
-
-def _fail(ctx: click.Context, exc: Exception) -> NoReturn:
-    """A known error: one line on stderr and exit 2 (re-raised with --debug)."""
-    if ctx.find_root().obj.get("debug"):
-        raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    sys.exit(2)
-
-
-@click.group()
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """Durable saga orchestration on a SHA-256 hash-chained event store.
-
-    \b
-    Try it:  orchestrator demo
-    Serve:   orchestrator run
-    Start:   orchestrator start order_fulfilment --input '{"sku": "A1", "qty": 2}' --wait
-    """
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-
-
-# -- run / worker ---------------------------------------------------------------------
+from orchestrator.runtime.options import EngineOptions
+from orchestrator.runtime.settings import Settings
 
 
 async def _open(settings: Settings) -> tuple[dict[str, Workflow], EventStore]:
@@ -136,7 +65,7 @@ async def _serve(settings: Settings, *, workers: bool) -> None:
 
 
 @cli.command()
-@_common
+@store_options
 @click.option("--no-workers", is_flag=True, help="Run no step workers in this process.")
 @click.pass_context
 def run(
@@ -151,7 +80,7 @@ def run(
     \b
     Example:  orchestrator run --workflows workflows
     """
-    _run(ctx, _serve(_settings(config_file, store, workflows_dir), workers=not no_workers))
+    run_async(ctx, _serve(settings_of(config_file, store, workflows_dir), workers=not no_workers))
 
 
 # -- start / resume -------------------------------------------------------------------
@@ -230,14 +159,14 @@ async def _await_pickup(store: EventStore, saga_id: str, seconds: float) -> Saga
 
 def _report(state: SagaState) -> int:
     console.print(f"{state.saga_id}: {state.status.value}", highlight=False)
-    reason = failure_line(state)
+    reason = state.failure_summary
     if reason:
         console.print(f"  {reason}", highlight=False)
     return EXIT_CODES[state.status.value]
 
 
 @cli.command()
-@_common
+@store_options
 @click.argument("workflow")
 @click.option(
     "--input",
@@ -276,8 +205,8 @@ def start(
     \b
     Example:  orchestrator start esg_report --input '{"company": "ACME"}' --wait
     """
-    settings = _settings(config_file, store, workflows_dir)
-    code = _run(
+    settings = settings_of(config_file, store, workflows_dir)
+    code = run_async(
         ctx,
         _start(
             settings,
@@ -314,7 +243,7 @@ async def _resume(settings: Settings, saga_id: str, timeout: float) -> int:
 
 
 @cli.command()
-@_common
+@store_options
 @click.argument("saga_id")
 @click.option("--timeout", default=300.0, show_default=True)
 @click.pass_context
@@ -327,14 +256,13 @@ def resume(
     timeout: float,
 ) -> None:
     """Retry a failed saga's failed compensation (or step) and wait for the end."""
-    sys.exit(_run(ctx, _resume(_settings(config_file, store, workflows_dir), saga_id, timeout)))
-
-
-# -- status / graph / verify / migrate --------------------------------------------------
+    sys.exit(
+        run_async(ctx, _resume(settings_of(config_file, store, workflows_dir), saga_id, timeout))
+    )
 
 
 @cli.command()
-@_common
+@store_options
 @click.argument("saga_id", required=False)
 @click.option("--limit", default=50, show_default=True, help="Most sagas listed.")
 @click.pass_context
@@ -351,130 +279,8 @@ def status(
     \b
     Example:  orchestrator status 3f2a…
     """
-    settings = _settings(config_file, store, workflows_dir)
-    sys.exit(_run(ctx, show_status(settings, saga_id, limit, console=console)))
-
-
-@cli.command()
-@_common
-@click.argument("workflow")
-@click.option(
-    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
-)
-@click.pass_context
-def graph(
-    ctx: click.Context,
-    config_file: str | None,
-    store: str | None,
-    workflows_dir: str | None,
-    workflow: str,
-    fmt: str,
-) -> None:
-    """Draw WORKFLOW's DAG with its compensations (mermaid or Graphviz dot).
-
-    \b
-    Example:  orchestrator graph esg_report --format dot | dot -Tpng > esg.png
-    """
-    settings = _settings(config_file, store, workflows_dir)
-    try:
-        workflows = load_workflows(settings.workflows)
-        if workflow not in workflows:
-            raise OrchestratorError(
-                f"unknown workflow {workflow!r} (in {settings.workflows}: "
-                f"{', '.join(workflows) or 'none'})"
-            )
-    except OrchestratorError as exc:
-        _fail(ctx, exc)
-    click.echo(mermaid(workflows[workflow]) if fmt == "mermaid" else dot(workflows[workflow]))
-
-
-@cli.command()
-@_common
-@click.option("--stream", help="Verify one stream only (e.g. saga-<id>).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
-def verify(
-    ctx: click.Context,
-    config_file: str | None,
-    store: str | None,
-    workflows_dir: str | None,
-    stream: str | None,
-    as_json: bool,
-) -> None:
-    """Recompute the SHA-256 chain of the whole store (or one stream).
-
-    Prints the records and streams checked and the last hash; on tampering, the first
-    broken record (stream, version, position) with the expected and found values.
-    Exit 0 intact, 1 broken, 2 error.
-    """
-    settings = _settings(config_file, store, workflows_dir)
-    sys.exit(_run(ctx, verify_chain(settings, stream, as_json=as_json, console=console)))
-
-
-@cli.command()
-@_common
-@click.argument("saga_id")
-@click.option(
-    "--verify",
-    "check",
-    is_flag=True,
-    help="Also verify the chain and re-run the workflow over the events.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print timeline, state and verdict as JSON.")
-@click.pass_context
-def replay(
-    ctx: click.Context,
-    config_file: str | None,
-    store: str | None,
-    workflows_dir: str | None,
-    saga_id: str,
-    check: bool,
-    as_json: bool,
-) -> None:
-    """The saga's timeline (every command and event) and its rebuilt state.
-
-    With --verify, the chain is recomputed and the pure core re-decides every recorded
-    event: each recorded command must be exactly what the workflow decides, else the
-    first differing record is named. A definition changed since the saga started is
-    said plainly.
-
-    \b
-    Exit codes (these differ from the other commands'):
-      0  ok
-      1  chain broken (records changed, missing or inserted)
-      2  divergence: the log is not what the workflow decides, or the workflow is not
-         loaded to check it; also any error (unknown saga, bad store), on one line
-    """
-    settings = _settings(config_file, store, workflows_dir)
-    work = replay_saga(settings, saga_id, verify=check, as_json=as_json, console=console)
-    sys.exit(_run(ctx, work))
-
-
-@cli.command()
-@_common
-@click.argument("saga_id")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default stdout).")
-@click.pass_context
-def export(
-    ctx: click.Context,
-    config_file: str | None,
-    store: str | None,
-    workflows_dir: str | None,
-    saga_id: str,
-    fmt: str,
-    output: str | None,
-) -> None:
-    """Every record of the saga's stream, one JSON object a line, for auditors.
-
-    docs/CHAIN.md's standard-library script verifies the file:
-    python verify_chain.py saga.jsonl
-
-    \b
-    Example:  orchestrator export 3f2a… -o saga.jsonl
-    """
-    settings = _settings(config_file, store, workflows_dir)
-    write_export(_run(ctx, export_records(settings, saga_id)), output)
+    settings = settings_of(config_file, store, workflows_dir)
+    sys.exit(run_async(ctx, show_status(settings, saga_id, limit, console=console)))
 
 
 async def _migrate(settings: Settings) -> int:
@@ -487,17 +293,17 @@ async def _migrate(settings: Settings) -> int:
 
 
 @cli.command()
-@_common
+@store_options
 @click.pass_context
 def migrate(
     ctx: click.Context, config_file: str | None, store: str | None, workflows_dir: str | None
 ) -> None:
     """Upgrade the store's schema to this release's version (explicitly, never silently)."""
-    sys.exit(_run(ctx, _migrate(_settings(config_file, store, workflows_dir))))
+    sys.exit(run_async(ctx, _migrate(settings_of(config_file, store, workflows_dir))))
 
 
 @cli.command()
-@_common
+@store_options
 @click.pass_context
 def demo(
     ctx: click.Context, config_file: str | None, store: str | None, workflows_dir: str | None
@@ -507,8 +313,4 @@ def demo(
     \b
     Example:  orchestrator demo        (embedded default: ./sagaflow.sqlite, in-memory broker)
     """
-    sys.exit(_run(ctx, run_demo(_settings(config_file, store, workflows_dir), console)))
-
-
-def main() -> None:
-    cli(obj={})
+    sys.exit(run_async(ctx, run_demo(settings_of(config_file, store, workflows_dir), console)))

@@ -1,0 +1,97 @@
+"""The ``orchestrator`` command group and what every command shares: the store options,
+settings, running a coroutine, and one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from brokers import BrokerError
+from eventstore import EventStoreError
+from orchestrator.errors import OrchestratorError
+from orchestrator.runtime.settings import Settings, load_settings
+
+__all__ = [
+    "EXIT_CODES",
+    "cli",
+    "console",
+    "err_console",
+    "fail",
+    "main",
+    "run_async",
+    "settings_of",
+    "store_options",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+EXIT_CODES = {"completed": 0, "compensated": 3, "failed": 4}
+"""Exit codes of ``start --wait`` and ``resume``: 0 completed, 3 compensated, 4 failed."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def store_options(fn: F) -> F:
+    fn = click.option(
+        "--workflows",
+        "workflows_dir",
+        type=click.Path(file_okay=False),
+        help="Directory of workflow definitions (default ./workflows).",
+    )(fn)
+    fn = click.option("--store", help="Event store URL (default sqlite:///sagaflow.sqlite).")(fn)
+    fn = click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False), help="YAML configuration file."
+    )(fn)
+    return fn
+
+
+def settings_of(config_file: str | None, store: str | None, workflows_dir: str | None) -> Settings:
+    return load_settings(config_file, store=store, workflows=workflows_dir)
+
+
+def run_async(ctx: click.Context, work: Awaitable[T]) -> T:
+    """Run ``work``; a known error is one line on stderr (a traceback with --debug)."""
+    try:
+        return asyncio.run(work)  # type: ignore[arg-type]
+    except (
+        OrchestratorError,
+        EventStoreError,
+        BrokerError,
+        TimeoutError,
+        OSError,
+        ValueError,
+    ) as exc:
+        fail(ctx, exc)
+
+
+def fail(ctx: click.Context, exc: Exception) -> NoReturn:
+    """A known error: one line on stderr and exit 2 (re-raised with --debug)."""
+    if ctx.find_root().obj.get("debug"):
+        raise exc
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Durable saga orchestration on a SHA-256 hash-chained event store.
+
+    \b
+    Try it:  orchestrator demo
+    Serve:   orchestrator run
+    Start:   orchestrator start order_fulfilment --input '{"sku": "A1", "qty": 2}' --wait
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main() -> None:
+    cli(obj={})
