@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from brokers import InMemoryBroker
-from eventstore import EventStore
+from eventstore import EventLog, EventStore
 from orchestrator.cli.app import (
     EXIT_CODES,
     cli,
@@ -97,7 +97,7 @@ def _parse_input(text: str) -> dict[str, Any]:
 
 
 async def _engine_here(
-    settings: Settings, store: EventStore, workflows: dict[str, Workflow]
+    settings: Settings, store: EventLog, workflows: dict[str, Workflow]
 ) -> tuple[Engine, Any]:
     """An engine in this process for one saga: no recovery, no intake."""
     broker = (
@@ -147,7 +147,7 @@ async def _start(
         await store.close()
 
 
-async def _await_pickup(store: EventStore, saga_id: str, seconds: float) -> SagaState | None:
+async def _await_pickup(store: EventLog, saga_id: str, seconds: float) -> SagaState | None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:

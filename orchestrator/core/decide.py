@@ -23,15 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.core.commands import (
-    AbortSaga,
-    Command,
-    CompensateStep,
-    ExecuteStep,
-    FinishSaga,
-    GiveUpCompensation,
-    ScheduleRetry,
-)
+from orchestrator.core import commands as cm
+from orchestrator.core.messages import Command
 from orchestrator.core.state import TERMINAL, Phase, SagaState, SagaStatus, StepState
 from orchestrator.core.workflow import Workflow
 
@@ -87,7 +80,7 @@ def _forward(wf: Workflow, s: SagaState) -> list[Command]:
             used = _used(st)
             if not (st.retryable and wf.steps[name].retry.allows(used)):
                 return [
-                    AbortSaga(
+                    cm.AbortSaga(
                         id=f"{sid}:{name}:{st.attempt}:abort",
                         saga_id=sid,
                         step=name,
@@ -116,7 +109,7 @@ def _forward(wf: Workflow, s: SagaState) -> list[Command]:
                 commands.append(_retry(wf, s, name, st, compensation=False))
     if done:
         commands.append(
-            FinishSaga(
+            cm.FinishSaga(
                 id=f"{sid}:finish:{s.resumes}",
                 saga_id=sid,
                 status=SagaStatus.COMPLETED,
@@ -156,7 +149,7 @@ def _backward(wf: Workflow, s: SagaState) -> list[Command]:
                     commands.append(_retry(wf, s, name, comp, compensation=True))
                 else:
                     give_ups.append(
-                        GiveUpCompensation(
+                        cm.GiveUpCompensation(
                             id=f"{sid}:{name}:compensate:{comp.attempt}:give_up",
                             saga_id=sid,
                             step=name,
@@ -178,7 +171,7 @@ def _backward(wf: Workflow, s: SagaState) -> list[Command]:
     if s.compensation_failure is not None:
         cf = s.compensation_failure
         return [
-            FinishSaga(
+            cm.FinishSaga(
                 finish_id, sid, SagaStatus.FAILED, {}, cf.step, f"compensation failed: {cf.reason}"
             )
         ]
@@ -186,8 +179,8 @@ def _backward(wf: Workflow, s: SagaState) -> list[Command]:
     reason = failure.reason if failure is not None else None
     if pivot is not None:
         why = f"{reason}; nothing compensated: pivot {pivot!r} had succeeded"
-        return [FinishSaga(finish_id, sid, SagaStatus.FAILED, {}, step, why)]
-    return [FinishSaga(finish_id, sid, SagaStatus.COMPENSATED, {}, step, reason)]
+        return [cm.FinishSaga(finish_id, sid, SagaStatus.FAILED, {}, step, why)]
+    return [cm.FinishSaga(finish_id, sid, SagaStatus.COMPENSATED, {}, step, reason)]
 
 
 def _can_compensate(wf: Workflow, s: SagaState, name: str) -> bool:
@@ -205,9 +198,9 @@ def _can_compensate(wf: Workflow, s: SagaState, name: str) -> bool:
     return True
 
 
-def _execute(wf: Workflow, s: SagaState, name: str, attempt: int) -> ExecuteStep:
+def _execute(wf: Workflow, s: SagaState, name: str, attempt: int) -> cm.ExecuteStep:
     timeout = wf.steps[name].timeout
-    return ExecuteStep(
+    return cm.ExecuteStep(
         id=f"{s.saga_id}:{name}:{attempt}",
         saga_id=s.saga_id,
         workflow=wf.name,
@@ -219,14 +212,14 @@ def _execute(wf: Workflow, s: SagaState, name: str, attempt: int) -> ExecuteStep
     )
 
 
-def _compensate(wf: Workflow, s: SagaState, name: str, attempt: int) -> CompensateStep:
+def _compensate(wf: Workflow, s: SagaState, name: str, attempt: int) -> cm.CompensateStep:
     spec = wf.steps[name].compensation
     assert spec is not None
     data = step_data(wf, s, name)
     output = s.steps[name].output
     if output:
         data.update(output)
-    return CompensateStep(
+    return cm.CompensateStep(
         id=f"{s.saga_id}:{name}:compensate:{attempt}",
         saga_id=s.saga_id,
         workflow=wf.name,
@@ -240,7 +233,7 @@ def _compensate(wf: Workflow, s: SagaState, name: str, attempt: int) -> Compensa
 
 def _retry(
     wf: Workflow, s: SagaState, name: str, st: StepState, *, compensation: bool
-) -> ScheduleRetry:
+) -> cm.ScheduleRetry:
     nxt = st.attempt + 1
     if compensation:
         spec = wf.steps[name].compensation
@@ -253,7 +246,7 @@ def _retry(
         key = f"{s.saga_id}:{name}:{nxt}"
         timer_id = f"{s.saga_id}:{name}:retry:{nxt}"
     failed_at = st.failed_at if st.failed_at is not None else s.last_event_at
-    return ScheduleRetry(
+    return cm.ScheduleRetry(
         id=timer_id,
         saga_id=s.saga_id,
         step=name,

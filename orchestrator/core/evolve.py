@@ -11,25 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from orchestrator.core.commands import (
-    AbortSaga,
-    CompensateStep,
-    ExecuteStep,
-    FinishSaga,
-    GiveUpCompensation,
-    ScheduleRetry,
-)
-from orchestrator.core.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    CompensationTimedOut,
-    ResumeRequested,
-    SagaStarted,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    TimerFired,
-)
+from orchestrator.core import commands as cm
+from orchestrator.core import events as ev
 from orchestrator.core.messages import Command, Event, Request, SagaMessage
 from orchestrator.core.state import Failure, Phase, SagaState, SagaStatus, StepState
 from orchestrator.errors import SagaStateError
@@ -58,7 +41,7 @@ def evolve(state: SagaState | None, message: Event | Command) -> SagaState:
     ``SagaStarted``.
     """
     if state is None:
-        if isinstance(message, SagaStarted):
+        if isinstance(message, ev.SagaStarted):
             return SagaState(
                 saga_id=message.saga_id,
                 workflow=message.workflow,
@@ -102,8 +85,8 @@ def replace(obj: _T, **changes: Any) -> _T:
     return new
 
 
-@_handles(SagaStarted)
-def _on_started(s: SagaState, e: SagaStarted) -> SagaState:
+@_handles(ev.SagaStarted)
+def _on_started(s: SagaState, e: ev.SagaStarted) -> SagaState:
     return s  # a duplicate start changes nothing
 
 
@@ -115,15 +98,15 @@ def _put_comp(s: SagaState, name: str, st: StepState, **changes: Any) -> SagaSta
     return replace(s, compensations={**s.compensations, name: st}, **changes)
 
 
-@_handles(ExecuteStep)
-def _on_execute(s: SagaState, c: ExecuteStep) -> SagaState:
+@_handles(cm.ExecuteStep)
+def _on_execute(s: SagaState, c: cm.ExecuteStep) -> SagaState:
     previous = s.steps.get(c.step)
     round_start = previous.round_start if previous is not None else 1
     return _put(s, c.step, StepState(Phase.RUNNING, c.attempt, round_start, command=c))
 
 
-@_handles(CompensateStep)
-def _on_compensate(s: SagaState, c: CompensateStep) -> SagaState:
+@_handles(cm.CompensateStep)
+def _on_compensate(s: SagaState, c: cm.CompensateStep) -> SagaState:
     previous = s.compensations.get(c.step)
     round_start = previous.round_start if previous is not None else 1
     return _put_comp(s, c.step, StepState(Phase.RUNNING, c.attempt, round_start, command=c))
@@ -133,8 +116,8 @@ def _in_flight(st: StepState | None, attempt: int) -> bool:
     return st is not None and st.phase is Phase.RUNNING and st.attempt == attempt
 
 
-@_handles(StepSucceeded)
-def _on_step_succeeded(s: SagaState, e: StepSucceeded) -> SagaState:
+@_handles(ev.StepSucceeded)
+def _on_step_succeeded(s: SagaState, e: ev.StepSucceeded) -> SagaState:
     st = s.steps.get(e.step)
     if st is None or not _in_flight(st, e.attempt):
         return s
@@ -159,24 +142,24 @@ def _timeout_reason(st: StepState) -> str:
     return f"attempt {st.attempt} timed out after {timeout}s"
 
 
-@_handles(StepFailed)
-def _on_step_failed(s: SagaState, e: StepFailed) -> SagaState:
+@_handles(ev.StepFailed)
+def _on_step_failed(s: SagaState, e: ev.StepFailed) -> SagaState:
     st = s.steps.get(e.step)
     if st is None or not _in_flight(st, e.attempt):
         return s
     return _put(s, e.step, _failed(st, e.error, e.retryable, e.now), last_event_at=e.now)
 
 
-@_handles(StepTimedOut)
-def _on_step_timed_out(s: SagaState, e: StepTimedOut) -> SagaState:
+@_handles(ev.StepTimedOut)
+def _on_step_timed_out(s: SagaState, e: ev.StepTimedOut) -> SagaState:
     st = s.steps.get(e.step)
     if st is None or not _in_flight(st, e.attempt):
         return s
     return _put(s, e.step, _failed(st, _timeout_reason(st), True, e.now), last_event_at=e.now)
 
 
-@_handles(CompensationSucceeded)
-def _on_comp_succeeded(s: SagaState, e: CompensationSucceeded) -> SagaState:
+@_handles(ev.CompensationSucceeded)
+def _on_comp_succeeded(s: SagaState, e: ev.CompensationSucceeded) -> SagaState:
     st = s.compensations.get(e.step)
     if st is None or not _in_flight(st, e.attempt):
         return s
@@ -184,16 +167,16 @@ def _on_comp_succeeded(s: SagaState, e: CompensationSucceeded) -> SagaState:
     return _put_comp(s, e.step, done, last_event_at=e.now)
 
 
-@_handles(CompensationFailed)
-def _on_comp_failed(s: SagaState, e: CompensationFailed) -> SagaState:
+@_handles(ev.CompensationFailed)
+def _on_comp_failed(s: SagaState, e: ev.CompensationFailed) -> SagaState:
     st = s.compensations.get(e.step)
     if st is None or not _in_flight(st, e.attempt):
         return s
     return _put_comp(s, e.step, _failed(st, e.error, e.retryable, e.now), last_event_at=e.now)
 
 
-@_handles(CompensationTimedOut)
-def _on_comp_timed_out(s: SagaState, e: CompensationTimedOut) -> SagaState:
+@_handles(ev.CompensationTimedOut)
+def _on_comp_timed_out(s: SagaState, e: ev.CompensationTimedOut) -> SagaState:
     st = s.compensations.get(e.step)
     if st is None or not _in_flight(st, e.attempt):
         return s
@@ -201,16 +184,16 @@ def _on_comp_timed_out(s: SagaState, e: CompensationTimedOut) -> SagaState:
     return _put_comp(s, e.step, failed, last_event_at=e.now)
 
 
-@_handles(ScheduleRetry)
-def _on_schedule_retry(s: SagaState, c: ScheduleRetry) -> SagaState:
+@_handles(cm.ScheduleRetry)
+def _on_schedule_retry(s: SagaState, c: cm.ScheduleRetry) -> SagaState:
     table = s.compensations if c.compensation else s.steps
     st = table[c.step]
     waiting = replace(st, phase=Phase.WAITING, command=c)
     return _put_comp(s, c.step, waiting) if c.compensation else _put(s, c.step, waiting)
 
 
-@_handles(TimerFired)
-def _on_timer_fired(s: SagaState, e: TimerFired) -> SagaState:
+@_handles(ev.TimerFired)
+def _on_timer_fired(s: SagaState, e: ev.TimerFired) -> SagaState:
     table = s.compensations if e.compensation else s.steps
     st = table.get(e.step)
     if st is None or st.phase is not Phase.WAITING or st.attempt + 1 != e.attempt:
@@ -227,29 +210,29 @@ def _gave_up(st: StepState) -> StepState:
     return replace(st, phase=Phase.GAVE_UP, command=None)
 
 
-@_handles(AbortSaga)
-def _on_abort(s: SagaState, c: AbortSaga) -> SagaState:
+@_handles(cm.AbortSaga)
+def _on_abort(s: SagaState, c: cm.AbortSaga) -> SagaState:
     st = s.steps[c.step]
     failure = Failure(c.step, c.attempt, c.reason, st.failed_at or s.last_event_at)
     status = SagaStatus.COMPENSATING if c.compensate else SagaStatus.RUNNING
     return _put(s, c.step, _gave_up(st), aborted=True, failure=failure, status=status)
 
 
-@_handles(GiveUpCompensation)
-def _on_give_up_compensation(s: SagaState, c: GiveUpCompensation) -> SagaState:
+@_handles(cm.GiveUpCompensation)
+def _on_give_up_compensation(s: SagaState, c: cm.GiveUpCompensation) -> SagaState:
     st = s.compensations[c.step]
     failure = Failure(c.step, c.attempt, c.reason, st.failed_at or s.last_event_at)
     return _put_comp(s, c.step, _gave_up(st), compensation_failure=failure)
 
 
-@_handles(FinishSaga)
-def _on_finish(s: SagaState, c: FinishSaga) -> SagaState:
+@_handles(cm.FinishSaga)
+def _on_finish(s: SagaState, c: cm.FinishSaga) -> SagaState:
     output = c.output if c.status is SagaStatus.COMPLETED else None
     return replace(s, status=c.status, output=output)
 
 
-@_handles(ResumeRequested)
-def _on_resume(s: SagaState, e: ResumeRequested) -> SagaState:
+@_handles(ev.ResumeRequested)
+def _on_resume(s: SagaState, e: ev.ResumeRequested) -> SagaState:
     if s.status is not SagaStatus.FAILED:
         return s
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore import NO_STREAM, ConcurrencyError, EventStore
+from eventstore import NO_STREAM, ConcurrencyError, EventLog
 from orchestrator.core.commands import StartSaga
 from orchestrator.core.state import SagaState
 from orchestrator.errors import SagaExistsError
@@ -21,7 +21,7 @@ from orchestrator.runtime.saga_log import STREAM_PREFIX, fold_records, saga_of, 
 
 
 async def request_saga(
-    store: EventStore, workflow: str, input: Mapping[str, Any], *, saga_id: str | None = None
+    store: EventLog, workflow: str, input: Mapping[str, Any], *, saga_id: str | None = None
 ) -> str:
     """Ask for a saga of ``workflow``; a running engine picks it up. Returns its id."""
     saga_id = saga_id or uuid.uuid4().hex
@@ -33,7 +33,7 @@ async def request_saga(
     return saga_id
 
 
-async def read_saga(store: EventStore, saga_id: str) -> tuple[SagaState | None, int]:
+async def read_saga(store: EventLog, saga_id: str) -> tuple[SagaState | None, int]:
     """The saga's state folded from the store (None until an engine started it), and
     its stream version (0: no such saga)."""
     records = await store.read_stream(stream_of(saga_id))
@@ -41,7 +41,7 @@ async def read_saga(store: EventStore, saga_id: str) -> tuple[SagaState | None, 
 
 
 async def wait_in_store(
-    store: EventStore, saga_id: str, *, timeout: float | None = None, poll: float = 0.1
+    store: EventLog, saga_id: str, *, timeout: float | None = None, poll: float = 0.1
 ) -> SagaState:
     """Follow the saga's stream until it is terminal (whichever engine runs it)."""
     loop = asyncio.get_running_loop()
@@ -65,7 +65,7 @@ class SagaSummary:
     version: int
 
 
-async def list_sagas(store: EventStore, limit: int = 50) -> list[SagaSummary]:
+async def list_sagas(store: EventLog, limit: int = 50) -> list[SagaSummary]:
     """The first ``limit`` sagas of the store, in id order."""
     out: list[SagaSummary] = []
     for info in await store.streams(STREAM_PREFIX, limit=limit):

@@ -21,27 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from orchestrator.core.commands import (
-    AbortSaga,
-    Command,
-    CompensateStep,
-    ExecuteStep,
-    FinishSaga,
-    GiveUpCompensation,
-    ScheduleRetry,
-)
-from orchestrator.core.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    CompensationTimedOut,
-    Event,
-    ResumeRequested,
-    SagaStarted,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    TimerFired,
-)
+from orchestrator.core import commands as cm
+from orchestrator.core import events as ev
+from orchestrator.core.messages import Command, Event
 from orchestrator.core.react import react, start
 from orchestrator.core.state import SagaState, SagaStatus
 from orchestrator.core.workflow import Workflow
@@ -82,7 +64,7 @@ def started(
     *,
     saga_id: str = SAGA_ID,
     now: float = 0.0,
-) -> SagaStarted:
+) -> ev.SagaStarted:
     return start(workflow, saga_id, input or {}, now)
 
 
@@ -93,8 +75,8 @@ def succeeded(
     attempt: int = 1,
     now: float = 0.0,
     saga_id: str = SAGA_ID,
-) -> StepSucceeded:
-    return StepSucceeded(saga_id, step, attempt, dict(output or {}), now)
+) -> ev.StepSucceeded:
+    return ev.StepSucceeded(saga_id, step, attempt, dict(output or {}), now)
 
 
 def failed(
@@ -105,20 +87,20 @@ def failed(
     retryable: bool = True,
     now: float = 0.0,
     saga_id: str = SAGA_ID,
-) -> StepFailed:
-    return StepFailed(saga_id, step, attempt, error, retryable, now)
+) -> ev.StepFailed:
+    return ev.StepFailed(saga_id, step, attempt, error, retryable, now)
 
 
 def timed_out(
     step: str, *, attempt: int = 1, now: float = 0.0, saga_id: str = SAGA_ID
-) -> StepTimedOut:
-    return StepTimedOut(saga_id, step, attempt, now)
+) -> ev.StepTimedOut:
+    return ev.StepTimedOut(saga_id, step, attempt, now)
 
 
 def compensated(
     step: str, *, attempt: int = 1, now: float = 0.0, saga_id: str = SAGA_ID
-) -> CompensationSucceeded:
-    return CompensationSucceeded(saga_id, step, attempt, now)
+) -> ev.CompensationSucceeded:
+    return ev.CompensationSucceeded(saga_id, step, attempt, now)
 
 
 def compensation_failed(
@@ -129,14 +111,14 @@ def compensation_failed(
     retryable: bool = True,
     now: float = 0.0,
     saga_id: str = SAGA_ID,
-) -> CompensationFailed:
-    return CompensationFailed(saga_id, step, attempt, error, retryable, now)
+) -> ev.CompensationFailed:
+    return ev.CompensationFailed(saga_id, step, attempt, error, retryable, now)
 
 
 def compensation_timed_out(
     step: str, *, attempt: int = 1, now: float = 0.0, saga_id: str = SAGA_ID
-) -> CompensationTimedOut:
-    return CompensationTimedOut(saga_id, step, attempt, now)
+) -> ev.CompensationTimedOut:
+    return ev.CompensationTimedOut(saga_id, step, attempt, now)
 
 
 def timer_fired(
@@ -146,12 +128,12 @@ def timer_fired(
     compensation: bool = False,
     now: float = 0.0,
     saga_id: str = SAGA_ID,
-) -> TimerFired:
-    return TimerFired(saga_id, step, attempt, compensation, now)
+) -> ev.TimerFired:
+    return ev.TimerFired(saga_id, step, attempt, compensation, now)
 
 
-def resume_requested(*, now: float = 0.0, saga_id: str = SAGA_ID) -> ResumeRequested:
-    return ResumeRequested(saga_id, now)
+def resume_requested(*, now: float = 0.0, saga_id: str = SAGA_ID) -> ev.ResumeRequested:
+    return ev.ResumeRequested(saga_id, now)
 
 
 # --- matchers -----------------------------------------------------------------------
@@ -183,27 +165,29 @@ def _expect(cls: type, **wanted: Any) -> Expect:
 
 
 def executes(step: str, attempt: int = 1, **fields: Any) -> Expect:
-    return _expect(ExecuteStep, step=step, attempt=attempt, **fields)
+    return _expect(cm.ExecuteStep, step=step, attempt=attempt, **fields)
 
 
 def compensates(step: str, attempt: int = 1, **fields: Any) -> Expect:
-    return _expect(CompensateStep, step=step, attempt=attempt, **fields)
+    return _expect(cm.CompensateStep, step=step, attempt=attempt, **fields)
 
 
 def retries(step: str, attempt: int, *, compensation: bool = False, **fields: Any) -> Expect:
-    return _expect(ScheduleRetry, step=step, attempt=attempt, compensation=compensation, **fields)
+    return _expect(
+        cm.ScheduleRetry, step=step, attempt=attempt, compensation=compensation, **fields
+    )
 
 
 def aborts(step: str, **fields: Any) -> Expect:
-    return _expect(AbortSaga, step=step, **fields)
+    return _expect(cm.AbortSaga, step=step, **fields)
 
 
 def gives_up(step: str, **fields: Any) -> Expect:
-    return _expect(GiveUpCompensation, step=step, **fields)
+    return _expect(cm.GiveUpCompensation, step=step, **fields)
 
 
 def finishes(status: SagaStatus | str, **fields: Any) -> Expect:
-    return _expect(FinishSaga, status=SagaStatus(status), **fields)
+    return _expect(cm.FinishSaga, status=SagaStatus(status), **fields)
 
 
 # --- given / when / then ------------------------------------------------------------

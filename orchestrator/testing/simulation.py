@@ -19,29 +19,11 @@ from typing import Any
 import networkx as nx
 from hypothesis import strategies as st
 
-from orchestrator.core.commands import (
-    AbortSaga,
-    Command,
-    CompensateStep,
-    ExecuteStep,
-    FinishSaga,
-    ScheduleRetry,
-)
-from orchestrator.core.commands import GiveUpCompensation as _GiveUp
+from orchestrator.core import commands as cm
+from orchestrator.core import events as ev
 from orchestrator.core.decide import needed
-from orchestrator.core.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    CompensationTimedOut,
-    Event,
-    ResumeRequested,
-    StepFailed,
-    StepSucceeded,
-    StepTimedOut,
-    TimerFired,
-)
 from orchestrator.core.evolve import fold
-from orchestrator.core.messages import SagaMessage
+from orchestrator.core.messages import Command, Event, SagaMessage
 from orchestrator.core.policy import StepKind
 from orchestrator.core.react import is_terminal, react, resume, start
 from orchestrator.core.replay import replay
@@ -96,7 +78,7 @@ class _Sim:
         self.trace = Trace(wf, input)
         self.outstanding: dict[str, Command] = {}
         self.delivered: list[Event] = []
-        self.answered: list[ExecuteStep | CompensateStep] = []
+        self.answered: list[cm.ExecuteStep | cm.CompensateStep] = []
         self.now = 0.0
 
     def feed(self, event: Event) -> tuple[SagaState | None, SagaState, tuple[Command, ...]]:
@@ -106,12 +88,12 @@ class _Sim:
         self.trace.log.append(event)
         self.trace.log.extend(commands)
         for c in commands:
-            if isinstance(c, ExecuteStep | CompensateStep | ScheduleRetry):
+            if isinstance(c, cm.ExecuteStep | cm.CompensateStep | cm.ScheduleRetry):
                 self.outstanding[c.id] = c
-            elif isinstance(c, AbortSaga):
+            elif isinstance(c, cm.AbortSaga):
                 # Forward retry timers are moot once aborted (documented by resume()).
                 for key, out in list(self.outstanding.items()):
-                    if isinstance(out, ScheduleRetry) and not out.compensation:
+                    if isinstance(out, cm.ScheduleRetry) and not out.compensation:
                         del self.outstanding[key]
         self.trace.state = after
         return before, after, commands
@@ -136,14 +118,16 @@ class _Sim:
                     and draw(st.booleans(), label="resume")
                 ):
                     self.trace.resumes += 1
-                    _, after, _ = self.feed(ResumeRequested(self.saga_id, self.now))
+                    _, after, _ = self.feed(ev.ResumeRequested(self.saga_id, self.now))
                     assert after.status is not SagaStatus.FAILED
                     continue
                 return
             work = sorted(
-                k for k, c in self.outstanding.items() if not isinstance(c, ScheduleRetry)
+                k for k, c in self.outstanding.items() if not isinstance(c, cm.ScheduleRetry)
             )
-            timers = sorted(k for k, c in self.outstanding.items() if isinstance(c, ScheduleRetry))
+            timers = sorted(
+                k for k, c in self.outstanding.items() if isinstance(c, cm.ScheduleRetry)
+            )
             options = []
             if work:
                 options.append("reply")
@@ -164,9 +148,9 @@ class _Sim:
             elif action == "fire":
                 key = draw(st.sampled_from(timers), label="timer")
                 timer = self.outstanding.pop(key)
-                assert isinstance(timer, ScheduleRetry)
+                assert isinstance(timer, cm.ScheduleRetry)
                 self.now = max(self.now, timer.due_at)
-                event = TimerFired(
+                event = ev.TimerFired(
                     self.saga_id, timer.step, timer.attempt, timer.compensation, self.now
                 )
                 before, after, _ = self.feed(event)
@@ -182,26 +166,28 @@ class _Sim:
 
     def reply(self, key: str, outcome: str) -> None:
         cmd = self.outstanding.pop(key)
-        assert isinstance(cmd, ExecuteStep | CompensateStep)
+        assert isinstance(cmd, cm.ExecuteStep | cm.CompensateStep)
         event = self.outcome_for(cmd, outcome)
         before, after, _ = self.feed(event)
         assert after is not before, f"{event} for an outstanding command was ignored"
         self.delivered.append(event)
         self.answered.append(cmd)
 
-    def outcome_for(self, cmd: ExecuteStep | CompensateStep, outcome: str) -> Event:
+    def outcome_for(self, cmd: cm.ExecuteStep | cm.CompensateStep, outcome: str) -> Event:
         sid, step, attempt, now = self.saga_id, cmd.step, cmd.attempt, self.now
-        if isinstance(cmd, ExecuteStep):
+        if isinstance(cmd, cm.ExecuteStep):
             if outcome == "ok":
-                return StepSucceeded(sid, step, attempt, {f"o_{step}": attempt, "last": step}, now)
+                return ev.StepSucceeded(
+                    sid, step, attempt, {f"o_{step}": attempt, "last": step}, now
+                )
             if outcome == "timeout":
-                return StepTimedOut(sid, step, attempt, now)
-            return StepFailed(sid, step, attempt, f"{outcome} {attempt}", outcome == "fail", now)
+                return ev.StepTimedOut(sid, step, attempt, now)
+            return ev.StepFailed(sid, step, attempt, f"{outcome} {attempt}", outcome == "fail", now)
         if outcome == "ok":
-            return CompensationSucceeded(sid, step, attempt, now)
+            return ev.CompensationSucceeded(sid, step, attempt, now)
         if outcome == "timeout":
-            return CompensationTimedOut(sid, step, attempt, now)
-        return CompensationFailed(
+            return ev.CompensationTimedOut(sid, step, attempt, now)
+        return ev.CompensationFailed(
             sid, step, attempt, f"{outcome} {attempt}", outcome == "fail", now
         )
 
@@ -245,7 +231,7 @@ def check_invariants(trace: Trace) -> None:
     pivot_at: int | None = None
     given_up: list[str] = []
     failed_open = False
-    finish: FinishSaga | None = None
+    finish: cm.FinishSaga | None = None
 
     def merged(step: str, own: bool) -> dict[str, Any]:
         data = dict(trace.input)
@@ -257,8 +243,8 @@ def check_invariants(trace: Trace) -> None:
         return data
 
     for i, m in enumerate(log):
-        if isinstance(m, ExecuteStep | CompensateStep):
-            comp = isinstance(m, CompensateStep)
+        if isinstance(m, cm.ExecuteStep | cm.CompensateStep):
+            comp = isinstance(m, cm.CompensateStep)
             key = (m.step, m.attempt, comp)
             assert key not in issued, f"{m.id} issued twice"
             assert m.id == (
@@ -273,10 +259,10 @@ def check_invariants(trace: Trace) -> None:
             assert policy.max_attempts is None or n <= policy.max_attempts, f"{m.id}: over budget"
             assert (m.step, comp) not in fatal, f"{m.id} retries a non-retryable failure"
             assert m.data == merged(m.step, comp), f"{m.id}: wrong data"
-        if isinstance(m, ExecuteStep):
+        if isinstance(m, cm.ExecuteStep):
             assert forward_open, f"rule 1: {m.id} started after the saga aborted"
             assert all(d in succeeded for d in wf.steps[m.step].deps), f"{m.id} before its deps"
-        elif isinstance(m, CompensateStep):
+        elif isinstance(m, cm.CompensateStep):
             assert pivot_at is None, f"rule 5: {m.id} after a pivot succeeded"
             assert m.step in succeeded, f"rule 2: {m.id} for a step that never succeeded"
             if m.attempt == 1 or m.step not in comp_started:
@@ -287,40 +273,42 @@ def check_invariants(trace: Trace) -> None:
                     assert not in_flight, f"rule 3: {m.id} while descendant {d} in flight"
                     if d in succeeded and has_comp[d]:
                         assert d in comp_succeeded, f"rule 3: {m.id} before {d} was compensated"
-        elif isinstance(m, StepSucceeded | CompensationSucceeded):
-            comp = isinstance(m, CompensationSucceeded)
+        elif isinstance(m, ev.StepSucceeded | ev.CompensationSucceeded):
+            comp = isinstance(m, ev.CompensationSucceeded)
             key = (m.step, m.attempt, comp)
             if key in issued and key not in answered:
                 answered.add(key)
                 table = comp_succeeded if comp else succeeded
                 assert m.step not in table, f"{m.step} succeeded twice"
                 table[m.step] = i
-                if isinstance(m, StepSucceeded):
+                if isinstance(m, ev.StepSucceeded):
                     outputs[m.step] = dict(m.output)
                     if kinds[m.step] is StepKind.PIVOT and pivot_at is None:
                         pivot_at = i
-        elif isinstance(m, StepFailed | StepTimedOut | CompensationFailed | CompensationTimedOut):
-            comp = isinstance(m, CompensationFailed | CompensationTimedOut)
+        elif isinstance(
+            m, ev.StepFailed | ev.StepTimedOut | ev.CompensationFailed | ev.CompensationTimedOut
+        ):
+            comp = isinstance(m, ev.CompensationFailed | ev.CompensationTimedOut)
             key = (m.step, m.attempt, comp)
             if key in issued and key not in answered:
                 answered.add(key)
                 last_failure_at[(m.step, comp)] = m.now
-                if isinstance(m, StepFailed | CompensationFailed) and not m.retryable:
+                if isinstance(m, ev.StepFailed | ev.CompensationFailed) and not m.retryable:
                     fatal.add((m.step, comp))
-        elif isinstance(m, ScheduleRetry):
+        elif isinstance(m, cm.ScheduleRetry):
             failed_at = last_failure_at[(m.step, m.compensation)]
             spec = wf.steps[m.step]
             policy = spec.compensation.retry if m.compensation and spec.compensation else spec.retry
             assert failed_at <= m.due_at <= failed_at + policy.max_interval + 1e-9
-        elif isinstance(m, AbortSaga):
+        elif isinstance(m, cm.AbortSaga):
             forward_open = False
             assert m.compensate == (pivot_at is None)
-        elif isinstance(m, _GiveUp):
+        elif isinstance(m, cm.GiveUpCompensation):
             given_up.append(m.step)
-        elif isinstance(m, FinishSaga):
+        elif isinstance(m, cm.FinishSaga):
             finish = m
             failed_open = m.status is SagaStatus.FAILED
-        elif isinstance(m, ResumeRequested) and failed_open:
+        elif isinstance(m, ev.ResumeRequested) and failed_open:
             failed_open = False
             if given_up:
                 given_up = []
