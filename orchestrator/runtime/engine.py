@@ -18,7 +18,6 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from brokers import Broker
-from brokers import Message as BrokerMessage
 from eventstore import EventLog, NewRecord
 from orchestrator.core.commands import StartSaga
 from orchestrator.core.events import ResumeRequested
@@ -26,16 +25,16 @@ from orchestrator.core.messages import Command, Event
 from orchestrator.core.react import resume, start
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
-from orchestrator.errors import CodecError, UnknownSagaError
+from orchestrator.errors import UnknownSagaError
 from orchestrator.runtime.clock import Clock, SystemClock
 from orchestrator.runtime.dispatcher import Dispatcher
 from orchestrator.runtime.options import EngineOptions
 from orchestrator.runtime.recovery import Recovery
+from orchestrator.runtime.replies import ReplyConsumer
 from orchestrator.runtime.saga_log import SagaLog
 from orchestrator.runtime.scheduler import Scheduler
 from orchestrator.runtime.transition import EventFor, Transition, Transitions, constant
 from orchestrator.runtime.waiters import Waiters
-from orchestrator.runtime.wire import parse_outcome, stamped
 from orchestrator.runtime.worker import StepWorker
 
 __all__ = ["Engine", "EngineOptions"]
@@ -88,10 +87,15 @@ class Engine:
             store, self.pick_up, self._reissue, poll_interval=opts.intake_poll_interval
         )
         self._waiters = Waiters(self._log, poll_interval=opts.wait_poll_interval)
-        self._slots = asyncio.Semaphore(opts.max_in_flight)
+        self._replies = ReplyConsumer(
+            broker,
+            self._advance,
+            topic=opts.topics.replies,
+            group=opts.reply_group,
+            consumer=opts.consumer or f"engine-{uuid.uuid4().hex[:8]}",
+            max_in_flight=opts.max_in_flight,
+        )
         self._tasks: list[asyncio.Task[None]] = []
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._consumer = opts.consumer or f"engine-{uuid.uuid4().hex[:8]}"
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -100,7 +104,7 @@ class Engine:
             return
         position = await self.store.last_position()
         self._spawn(self._scheduler.queue.run(), "timers")
-        self._spawn(self._consume_replies(), "replies")
+        self._spawn(self._replies.run(), "replies")
         if self.options.run_workers:
             worker = StepWorker(
                 self.broker, self.workflows, topics=self.options.topics, options=self.options.worker
@@ -114,7 +118,7 @@ class Engine:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._handlers]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
@@ -212,40 +216,6 @@ class Engine:
             return
         wf = self.workflows[state.workflow]
         await self._execute(wf, state, resume(wf, state))
-
-    async def _consume_replies(self) -> None:
-        async for message in self.broker.consume(
-            self.options.topics.replies,
-            self.options.reply_group,
-            consumer=self._consumer,
-            batch_size=64,
-        ):
-            await self._slots.acquire()
-            task = asyncio.create_task(self._on_reply(message))
-            self._handlers.add(task)
-            task.add_done_callback(self._handled)
-
-    def _handled(self, task: asyncio.Task[None]) -> None:
-        self._handlers.discard(task)
-        self._slots.release()
-
-    async def _on_reply(self, message: BrokerMessage) -> None:
-        try:
-            outcome = parse_outcome(message.payload)
-        except CodecError as exc:
-            await self.broker.nack(message, f"not a step outcome: {exc}", requeue=False)
-            return
-        try:
-            await self._advance(
-                outcome.saga_id,
-                constant(lambda now: stamped(outcome, now)),
-                message.headers.causation_id,
-            )
-        except Exception as exc:
-            logger.exception("reply %s for saga %s failed", message.id, outcome.saga_id)
-            await self.broker.nack(message, f"{type(exc).__name__}: {exc}", requeue=True)
-            return
-        await self.broker.acknowledge(message)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

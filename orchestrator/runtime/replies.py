@@ -1,0 +1,83 @@
+"""Step outcomes in: consume the replies topic, one saga transition per reply.
+
+A reply is acknowledged only once its transition is in the log (or it was a duplicate
+with nothing to record); a reply that fails is nacked for redelivery, and one that is
+not a step outcome goes to the dead-letter queue with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from brokers import Broker
+from brokers import Message as BrokerMessage
+from orchestrator.errors import CodecError
+from orchestrator.runtime.transition import EventFor, constant
+from orchestrator.runtime.wire import parse_outcome, stamped
+
+__all__ = ["ReplyConsumer"]
+
+logger = logging.getLogger("orchestrator")
+
+Advance = Callable[[str, EventFor, str | None], Awaitable[object]]
+
+
+class ReplyConsumer:
+    """Feeds each outcome on ``topic`` to ``advance``, at most ``max_in_flight`` at once
+    (their appends share the store's group-commit transactions)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        advance: Advance,
+        *,
+        topic: str,
+        group: str,
+        consumer: str,
+        max_in_flight: int,
+    ) -> None:
+        self._broker = broker
+        self._advance = advance
+        self._topic = topic
+        self._group = group
+        self._consumer = consumer
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Consume until cancelled; replies being handled are let finish (each is one
+        short transition), so none is left half-acknowledged."""
+        try:
+            async for message in self._broker.consume(
+                self._topic, self._group, consumer=self._consumer, batch_size=64
+            ):
+                await self._slots.acquire()
+                task = asyncio.create_task(self._on_reply(message))
+                self._handlers.add(task)
+                task.add_done_callback(self._handled)
+        finally:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._handlers.discard(task)
+        self._slots.release()
+
+    async def _on_reply(self, message: BrokerMessage) -> None:
+        try:
+            outcome = parse_outcome(message.payload)
+        except CodecError as exc:
+            await self._broker.nack(message, f"not a step outcome: {exc}", requeue=False)
+            return
+        try:
+            await self._advance(
+                outcome.saga_id,
+                constant(lambda now: stamped(outcome, now)),
+                message.headers.causation_id,
+            )
+        except Exception as exc:
+            logger.exception("reply %s for saga %s failed", message.id, outcome.saga_id)
+            await self._broker.nack(message, f"{type(exc).__name__}: {exc}", requeue=True)
+            return
+        await self._broker.acknowledge(message)
