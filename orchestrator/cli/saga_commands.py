@@ -4,6 +4,7 @@ and ``demo``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -31,6 +32,7 @@ from orchestrator.runtime.engine import Engine
 from orchestrator.runtime.loader import load_workflows
 from orchestrator.runtime.options import EngineOptions
 from orchestrator.runtime.settings import Settings
+from orchestrator.runtime.worker import StepWorker
 
 
 async def _open(settings: Settings) -> tuple[dict[str, Workflow], EventStore]:
@@ -39,8 +41,20 @@ async def _open(settings: Settings) -> tuple[dict[str, Workflow], EventStore]:
     return workflows, store
 
 
-async def _serve(settings: Settings, *, workers: bool) -> None:
-    workflows, store = await _open(settings)
+ROLES = ("both", "engine", "worker")
+"""What ``orchestrator run`` runs: the engine and step workers, the engine alone, or
+step workers alone (which need only the broker and the workflows, no store)."""
+
+
+async def _serve(settings: Settings, *, role: str) -> None:
+    if role != "both" and settings.messaging.broker_type == "memory":
+        raise OrchestratorError(
+            f"--role {role} needs a broker other processes can reach (broker_type redis or "
+            "kafka): the in-memory broker lives inside one process, so its engine and "
+            "workers must run together (--role both)"
+        )
+    workflows = load_workflows(settings.workflows)
+    store = None if role == "worker" else await EventStore.open(settings.store)
     broker = settings.messaging.create_broker()
     try:
         await broker.connect()
@@ -48,39 +62,69 @@ async def _serve(settings: Settings, *, workers: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Engine(
-            store, broker, workflows, options=EngineOptions(run_workers=workers)
-        ) as engine:
+        names = ", ".join(workflows) or "none"
+        broker_type = settings.messaging.broker_type
+        if store is None:
+            worker = asyncio.create_task(StepWorker(broker, workflows).run())
             console.print(
-                f"engine running: store [bold]{settings.store}[/bold], broker "
-                f"[bold]{settings.messaging.broker_type}[/bold], workflows "
-                f"{', '.join(workflows) or 'none'}; Ctrl-C stops it",
+                f"step workers running: broker [bold]{broker_type}[/bold], workflows "
+                f"{names}; Ctrl-C stops them",
+                highlight=False,
+            )
+            await stop.wait()
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            return
+        options = EngineOptions(run_workers=role == "both")
+        async with Engine(store, broker, workflows, options=options) as engine:
+            with_workers = " with step workers" if role == "both" else ""
+            console.print(
+                f"engine running{with_workers}: store [bold]{settings.store}[/bold], broker "
+                f"[bold]{broker_type}[/bold], workflows {names}; Ctrl-C stops it",
                 highlight=False,
             )
             await stop.wait()
             console.print(f"stopping; {engine.counts}", highlight=False)
     finally:
         await broker.disconnect()
-        await store.close()
+        if store is not None:
+            await store.close()
 
 
 @cli.command()
 @store_options
-@click.option("--no-workers", is_flag=True, help="Run no step workers in this process.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="both",
+    show_default=True,
+    help="Run the engine and step workers, the engine only, or step workers only "
+    "(a worker process needs no store). Any number of each can share a store and a broker.",
+)
+@click.option("--no-workers", is_flag=True, help="The same as --role engine.")
 @click.pass_context
 def run(
     ctx: click.Context,
     config_file: str | None,
     store: str | None,
     workflows_dir: str | None,
+    role: str,
     no_workers: bool,
 ) -> None:
-    """Run the engine (and step workers) for the workflows until stopped.
+    """Run the engine and/or step workers for the workflows until stopped.
 
     \b
-    Example:  orchestrator run --workflows workflows
+    Examples:
+      orchestrator run                  (engine + workers on the embedded default)
+      orchestrator run --role engine    (engine only; needs broker_type redis or kafka)
+      orchestrator run --role worker    (step workers only; no store needed)
     """
-    run_async(ctx, _serve(settings_of(config_file, store, workflows_dir), workers=not no_workers))
+    if no_workers:
+        if role == "worker":
+            raise click.UsageError("--no-workers and --role worker contradict each other")
+        role = "engine"
+    run_async(ctx, _serve(settings_of(config_file, store, workflows_dir), role=role))
 
 
 # -- start / resume -------------------------------------------------------------------

@@ -57,8 +57,10 @@ class StartSaga(Request):
 class StepCommand(Command):
     """Run attempt ``attempt`` of ``step`` (or of its compensation) with ``data``.
 
-    ``deadline`` (``now + timeout``) is absolute, so the shell can rebuild the timeout
-    timer from the log.
+    ``timeout`` bounds the attempt from the moment a worker starts it (start-to-close);
+    the worker enforces it and reports ``StepTimedOut`` / ``CompensationTimedOut``.
+    ``deadline`` (``now + timeout`` when the command was decided) is recorded for the
+    audit: it is when the attempt would end if a worker started it at once.
     """
 
     id: str
@@ -75,15 +77,14 @@ class StepCommand(Command):
 @dataclass(frozen=True, slots=True)
 class ExecuteStep(StepCommand):
     """Run attempt ``attempt`` of ``step`` with ``data``: the saga input merged with the
-    outputs of the step's ancestors in topological order. When ``deadline`` passes with
-    no outcome the shell delivers ``StepTimedOut(step, attempt)``."""
+    outputs of the step's ancestors in topological order."""
 
 
 @stored_as("saga.compensate_step")
 @dataclass(frozen=True, slots=True)
 class CompensateStep(StepCommand):
     """Run attempt ``attempt`` of ``step``'s compensation with ``data`` (the step's
-    own ``data`` plus its output); ``CompensationTimedOut`` after ``deadline``."""
+    own ``data`` plus its output)."""
 
 
 @stored_as("saga.schedule_retry")

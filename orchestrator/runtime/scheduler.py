@@ -1,10 +1,11 @@
-"""Every timer the engine keeps: step deadlines, retry backoffs, the re-send backstop,
-and republishing commands a failed publish left behind.
+"""Every timer the engine keeps: retry backoffs, the re-send backstop, and
+republishing commands a failed publish left behind.
 
-A timer is only a reminder to deliver an event (``StepTimedOut``, ``TimerFired``) at a
-time the core chose, or to look again; the core ignores one that comes too late to
-matter, so a timer is never cancelled, and after a crash the engine re-arms the ones
-``resume`` gives back (each command carries its own deadline or due time).
+A timer is only a reminder to deliver an event (``TimerFired``) at a time the core
+chose, or to look again; the core ignores one that comes too late to matter, so a
+timer is never cancelled, and the engine that owns a saga re-arms the ones ``resume``
+gives back (a ``ScheduleRetry`` carries its due time). A step's own timeout is not
+here: the worker running the attempt owns it (start-to-close; see ``worker``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from orchestrator.core.commands import CompensateStep, ScheduleRetry, StepCommand
-from orchestrator.core.events import CompensationTimedOut, StepTimedOut, TimerFired
+from orchestrator.core.events import TimerFired
 from orchestrator.core.messages import Command, Event
 from orchestrator.core.state import Phase, SagaState
 from orchestrator.core.workflow import Workflow
@@ -60,8 +61,6 @@ class Scheduler:
     def arm(self, wf: Workflow, command: Command) -> None:
         """The timers ``command`` calls for, if any."""
         if isinstance(command, StepCommand):
-            if command.deadline is not None:
-                self._arm_deadline(command)
             self._arm_backstop(wf, command)
         elif isinstance(command, ScheduleRetry):
             self._arm_retry(command)
@@ -82,23 +81,6 @@ class Scheduler:
             await self._deliver(command.saga_id, constant(fired), command.id)
 
         self.queue.call_at(command.due_at, fire)
-
-    def _arm_deadline(self, command: StepCommand) -> None:
-        saga_id, step, attempt = command.saga_id, command.step, command.attempt
-        timed_out_type = (
-            CompensationTimedOut if isinstance(command, CompensateStep) else StepTimedOut
-        )
-
-        def timed_out(now: float) -> Event:
-            return timed_out_type(saga_id, step, attempt, now)
-
-        async def fire() -> None:
-            if answered(self._log.cached(saga_id), command):
-                return  # the usual case: the attempt finished in time
-            await self._deliver(saga_id, constant(timed_out), command.id)
-
-        assert command.deadline is not None
-        self.queue.call_at(command.deadline, fire)
 
     def _arm_backstop(self, wf: Workflow, command: StepCommand) -> None:
         delay = self._reissue_after

@@ -1,8 +1,7 @@
-"""Durable timers, rebuilt from the log: step deadlines and retry backoffs.
+"""The engine's timer queue: one task, one heap, on the injected clock.
 
-A timer is only a reminder to deliver an event (``StepTimedOut``, ``TimerFired``) at a
-time the core chose; the core ignores one that comes too late to matter, so a timer is
-never cancelled, and after a crash the engine re-arms the ones ``resume`` gives back.
+What the timers are for, and how they survive a crash, is the scheduler's business
+(``scheduler``); this only runs callbacks at their time, never cancelled.
 """
 
 from __future__ import annotations

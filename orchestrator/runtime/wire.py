@@ -16,14 +16,31 @@ from orchestrator.core.commands import StepCommand
 from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
+    CompensationTimedOut,
     StepFailed,
     StepSucceeded,
+    StepTimedOut,
 )
 from orchestrator.core.messages import SagaMessage
 from orchestrator.errors import CodecError
 
-Outcome = StepSucceeded | StepFailed | CompensationSucceeded | CompensationFailed
-_OUTCOMES = (StepSucceeded, StepFailed, CompensationSucceeded, CompensationFailed)
+Outcome = (
+    StepSucceeded
+    | StepFailed
+    | StepTimedOut
+    | CompensationSucceeded
+    | CompensationFailed
+    | CompensationTimedOut
+)
+"""What a worker reports for one attempt (the worker owns the step's timeout)."""
+_OUTCOMES = (
+    StepSucceeded,
+    StepFailed,
+    StepTimedOut,
+    CompensationSucceeded,
+    CompensationFailed,
+    CompensationTimedOut,
+)
 
 
 @dataclass(frozen=True, slots=True)

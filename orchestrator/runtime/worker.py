@@ -21,8 +21,10 @@ from orchestrator.core.commands import CompensateStep, StepCommand
 from orchestrator.core.events import (
     CompensationFailed,
     CompensationSucceeded,
+    CompensationTimedOut,
     StepFailed,
     StepSucceeded,
+    StepTimedOut,
 )
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import CodecError, StepError
@@ -67,14 +69,15 @@ class WorkerOptions:
     """This worker's name in the group; a unique one by default."""
 
 
-async def run_command(workflow: Workflow, command: StepCommand) -> Outcome | None:
+async def run_command(workflow: Workflow, command: StepCommand) -> Outcome:
     """Run the function a step command names; never raises for the step's own failure.
 
-    ``None`` when the attempt ran past its ``timeout``: the function is cancelled and
-    nothing is reported, because the engine owns the timeout (it records
-    ``StepTimedOut`` at the command's deadline, a fact in the log that any engine can
-    fire); a worker that reported its own timeout too would race it with a second,
-    different event for the same attempt.
+    The worker owns the step's ``timeout``, and only the worker: it bounds one attempt
+    from the moment a worker starts it (start-to-close), so time spent waiting in a
+    queue, or on a partition whose consumer died, uses up no attempt. An attempt that
+    runs past it is cancelled and reported as ``StepTimedOut`` (``CompensationTimedOut``).
+    A worker that dies mid-attempt reports nothing; the broker then hands the command
+    to another worker (same attempt, same idempotency key).
     """
     spec = workflow.steps.get(command.step)
     compensation = isinstance(command, CompensateStep)
@@ -83,6 +86,11 @@ async def run_command(workflow: Workflow, command: StepCommand) -> Outcome | Non
         fn = spec.compensation.action if compensation and spec.compensation else spec.action
         if compensation and spec.compensation is None:
             fn = None
+
+    def timed_out() -> Outcome:
+        if compensation:
+            return CompensationTimedOut(command.saga_id, command.step, command.attempt, 0.0)
+        return StepTimedOut(command.saga_id, command.step, command.attempt, 0.0)
 
     def failed(reason: str, retryable: bool) -> Outcome:
         if compensation:
@@ -110,8 +118,7 @@ async def run_command(workflow: Workflow, command: StepCommand) -> Outcome | Non
     except StepError as exc:
         return failed(exc.reason, exc.retryable)
     except TimeoutError:
-        logger.info("%s ran past its timeout of %ss: cancelled", command.id, command.timeout)
-        return None
+        return timed_out()
     except Exception as exc:
         return failed(f"{type(exc).__name__}: {exc}", True)
     finally:
@@ -173,9 +180,6 @@ class StepWorker:
             await self._broker.nack(message, f"not a step command: {exc}", requeue=False)
             return
         outcome = await run_command(workflow, command)
-        if outcome is None:  # timed out: the engine records it at the deadline
-            await self._broker.acknowledge(message)
-            return
         try:
             reply = payload(outcome)
         except CodecError as exc:  # the step returned something that is not plain JSON

@@ -165,6 +165,8 @@ def test_graph_draws_steps_dependencies_and_compensations(
         (("graph", "nope"), "unknown workflow 'nope'"),
         (("run", "--workflows", "/does/not/exist"), "not a directory"),
         (("status", "--store", "mysql://x/y"), "unsupported store URL"),
+        (("run", "--role", "worker"), "--role worker needs a broker other processes can reach"),
+        (("run", "--role", "engine"), "--role engine needs a broker other processes can reach"),
     ],
 )
 def test_errors_are_one_clear_line_without_a_traceback(
