@@ -20,6 +20,7 @@ from brokers._errors import (
     MessageTooLargeError,
     MessageValidationError,
 )
+from brokers._membership import Assignment, OnAssigned
 from brokers._memory import InMemoryBroker
 from brokers._message import DeadLetterMessage, Delivery, Headers, Message
 from brokers._options import ConsumerOptions
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Assignment",
     "Broker",
     "BrokerConnectionError",
     "BrokerError",
@@ -67,6 +69,7 @@ __all__ = [
     "MessageTooLargeError",
     "MessageValidationError",
     "MessagingConfig",
+    "OnAssigned",
     "PubSubPattern",
     "RedeliveryPolicy",
     "RedisConfig",

@@ -30,6 +30,8 @@ from brokers._errors import (
     MessageTooLargeError,
     MessageValidationError,
 )
+from brokers._leases import LeaseMembership
+from brokers._membership import MembershipSession, OnAssigned
 from brokers._message import (
     DeadLetterMessage,
     Delivery,
@@ -91,6 +93,7 @@ class Broker(BrokerStorage):
         self._clock = clock
         self._rng = rng or random.Random()
         self._connected = False
+        self._sessions: set[MembershipSession] = set()
         # Message ids: a random 96-bit prefix per broker object and a counter. Unique
         # across processes like a UUID, at a tenth of uuid4's cost on the publish path.
         self._id_prefix = os.urandom(12).hex()
@@ -113,6 +116,11 @@ class Broker(BrokerStorage):
         """Close the connection (idempotent). Un-acknowledged messages stay pending."""
         if self._connected:
             self._connected = False
+            # Consume loops leave their groups while the connection is still open, so
+            # the other members take over at once instead of after a timeout.
+            sessions, self._sessions = self._sessions, set()
+            for session in sessions:
+                await session.close()
             await self._disconnect()
 
     async def __aenter__(self) -> Self:
@@ -227,12 +235,19 @@ class Broker(BrokerStorage):
         *,
         consumer: str | None = None,
         batch_size: int = 10,
+        on_assigned: OnAssigned | None = None,
     ) -> AsyncIterator[Message]:
         """Yield messages for ``group`` forever; acknowledge or nack each one.
 
         Cancelling the task that iterates ends the loop; messages it had not
         acknowledged are redelivered to the group after the visibility timeout.
         A connection loss is retried with backoff, without ending the loop.
+
+        With ``on_assigned`` the loop also takes part in the group's membership for
+        ``topic`` (:mod:`brokers._membership`): it holds some of the topic's partitions
+        and awaits ``on_assigned(assignment)`` from its own task, between fetches,
+        first when it starts (even if it holds none) and whenever what it holds changes.
+        When the loop ends it gives its partitions up at once, without a last call.
         """
         self._require_connected()
         if batch_size < 1:
@@ -240,31 +255,57 @@ class Broker(BrokerStorage):
         name = consumer or default_consumer_name()
         policy = self.circuit_policy
         wait = policy.reconnect_base_delay
-        while True:
-            try:
-                entries = await self._fetch(topic, group, name, batch_size)
-                ready = [
-                    message
-                    for delivery, raw in entries
-                    if (message := await self._admit(topic, delivery, raw)) is not None
-                ]
-            except BrokerConnectionError as exc:
-                if not self._connected:
-                    raise
-                logger.warning(
-                    "consumer %s of %s/%s lost the broker (%s); retrying in %.2fs",
-                    name,
-                    topic,
-                    group,
-                    exc,
-                    wait,
-                )
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, policy.reconnect_max_delay)
-                continue
-            wait = policy.reconnect_base_delay
-            for message in ready:
-                yield message
+        session = None if on_assigned is None else self._join(topic, group, name, on_assigned)
+        try:
+            if session is not None:
+                self._sessions.add(session)
+                await session.start()
+            while True:
+                if session is not None:
+                    await session.sync()
+                try:
+                    entries = await self._fetch(topic, group, name, batch_size)
+                    ready = [
+                        message
+                        for delivery, raw in entries
+                        if (message := await self._admit(topic, delivery, raw)) is not None
+                    ]
+                except BrokerConnectionError as exc:
+                    if not self._connected:
+                        raise
+                    logger.warning(
+                        "consumer %s of %s/%s lost the broker (%s); retrying in %.2fs",
+                        name,
+                        topic,
+                        group,
+                        exc,
+                        wait,
+                    )
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, policy.reconnect_max_delay)
+                    continue
+                wait = policy.reconnect_base_delay
+                for message in ready:
+                    yield message
+        finally:
+            if session is not None:
+                self._sessions.discard(session)
+                await session.close()
+
+    def _join(
+        self, topic: str, group: str, consumer: str, on_assigned: OnAssigned
+    ) -> MembershipSession:
+        """The membership a consume loop with ``on_assigned`` takes part in: leases in
+        this backend's lease table. A backend with membership of its own overrides it."""
+        return LeaseMembership(
+            self._lease_table(topic, group),
+            topic,
+            group,
+            consumer,
+            on_assigned,
+            self.consumer_options,
+            self._rng,
+        )
 
     async def _admit(self, topic: str, delivery: Delivery, raw: bytes | None) -> Message | None:
         """Decode and check one entry; anything undeliverable goes to the DLQ here."""

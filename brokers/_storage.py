@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from brokers._message import Delivery
+
+if TYPE_CHECKING:
+    from brokers._leases import LeaseTable
 
 
 class BrokerStorage(ABC):
@@ -57,3 +61,9 @@ class BrokerStorage(ABC):
 
     @abstractmethod
     async def _lag(self, topic: str, group: str) -> int: ...
+
+    def _lease_table(self, topic: str, group: str) -> LeaseTable:
+        """Where the partition leases and live members of (topic, group) are kept, for
+        consume loops with ``on_assigned``. A backend whose membership is its own (Kafka)
+        overrides ``Broker._join`` instead."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no partition leases")

@@ -84,6 +84,7 @@ def test_backoff_grows_until_the_cap() -> None:
 def test_exported_names_are_pinned() -> None:
     assert brokers.__all__ == sorted(brokers.__all__)
     assert set(brokers.__all__) == {
+        "Assignment",
         "Broker",
         "BrokerConnectionError",
         "BrokerError",
@@ -105,6 +106,7 @@ def test_exported_names_are_pinned() -> None:
         "MessageTooLargeError",
         "MessageValidationError",
         "MessagingConfig",
+        "OnAssigned",
         "PubSubPattern",
         "RedeliveryPolicy",
         "RedisConfig",
