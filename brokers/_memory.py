@@ -4,7 +4,8 @@ Per topic an append-only log (a list with a moving base offset, trimmed in chunk
 per group a cursor, an ordered pending table (delivery order = visibility-deadline
 order, so reclaiming looks only at its head) and a ready queue for due retries.
 Every operation is O(1) per message; waiting consumers sleep on futures that a
-publish, a due retry or their own deadline wakes: nothing polls.
+publish, a due retry or their own deadline wakes: nothing polls. Partition leases
+(membership, :mod:`brokers._leases`) are dicts on the broker's clock.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from brokers._base import Broker
+from brokers._leases import LeaseTable
 from brokers._message import Delivery
 
 _MAIN = "log"
@@ -59,6 +61,57 @@ class _Topic:
                 fut.set_result(None)
 
 
+class _Leases:
+    """The lease table of one (topic, group): partition → (member, expiry) and
+    member → expiry, both on the broker's clock."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.owners: dict[int, tuple[str, float]] = {}
+        self.members: dict[str, float] = {}
+
+    async def refresh(
+        self, member: str, held: Sequence[int], ttl: float
+    ) -> tuple[frozenset[int], int]:
+        now = self._clock()
+        self.members[member] = now + ttl
+        for name, expiry in list(self.members.items()):
+            if expiry <= now:
+                del self.members[name]
+        kept = [p for p in held if self._holder(p, now) == member]
+        for partition in kept:
+            self.owners[partition] = (member, now + ttl)
+        return frozenset(kept), len(self.members)
+
+    async def acquire(
+        self, member: str, candidates: Sequence[int], want: int, ttl: float
+    ) -> frozenset[int]:
+        now = self._clock()
+        got: list[int] = []
+        for partition in candidates:
+            if len(got) >= want:
+                break
+            if self._holder(partition, now) in (None, member):
+                self.owners[partition] = (member, now + ttl)
+                got.append(partition)
+        return frozenset(got)
+
+    async def release(self, member: str, partitions: Sequence[int], *, leave: bool) -> None:
+        for partition in partitions:
+            if self.owners.get(partition, ("", 0.0))[0] == member:
+                del self.owners[partition]
+        if leave:
+            self.members.pop(member, None)
+
+    async def holders(self, count: int) -> dict[int, str]:
+        now = self._clock()
+        return {p: holder for p in range(count) if (holder := self._holder(p, now)) is not None}
+
+    def _holder(self, partition: int, now: float) -> str | None:
+        lease = self.owners.get(partition)
+        return lease[0] if lease is not None and lease[1] > now else None
+
+
 def _wake_one(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -73,6 +126,7 @@ class InMemoryBroker(Broker):
         super().__init__(**options)
         self._topics: dict[str, _Topic] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self._leases: dict[tuple[str, str], _Leases] = {}
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -86,6 +140,12 @@ class InMemoryBroker(Broker):
             # Like XGROUP CREATE … 0: a new group sees everything still retained.
             group = topic.groups[name] = _Group(topic.base)
         return group
+
+    def _lease_table(self, topic: str, group: str) -> LeaseTable:
+        table = self._leases.get((topic, group))
+        if table is None:
+            table = self._leases[(topic, group)] = _Leases(self._clock)
+        return table
 
     async def _connect(self) -> None:
         return None
