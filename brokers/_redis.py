@@ -2,8 +2,10 @@
 
 Each topic is a stream read by consumer groups; each group has its own retry stream and
 delayed-retry sorted set, each topic a dead-letter stream (keys and entry format:
-:mod:`brokers._redis_layout`). A delivered entry stays in the group's pending list until
-XACK; after the visibility timeout XAUTOCLAIM hands it to whichever member asks next.
+:mod:`brokers._redis_layout`); consume loops with ``on_assigned`` hold partition
+leases there (:mod:`brokers._redis_leases`). A delivered entry stays in the group's
+pending list until XACK; after the visibility timeout XAUTOCLAIM hands it to whichever
+member asks next.
 Every call goes through the circuit breaker; driver errors are mapped to
 :mod:`brokers._errors` at this boundary.
 """
@@ -24,7 +26,9 @@ from brokers import _redis_layout as layout
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker
 from brokers._errors import BrokerConnectionError, BrokerError
+from brokers._leases import LeaseTable
 from brokers._message import Delivery
+from brokers._redis_leases import RedisLeases
 
 T = TypeVar("T")
 
@@ -145,6 +149,9 @@ class RedisStreamsBroker(Broker):
 
     def _health_extra(self) -> dict[str, Any]:
         return {"circuit": self._circuit.state.value, "server": self._where}
+
+    def _lease_table(self, topic: str, group: str) -> LeaseTable:
+        return RedisLeases(self._io, lambda: self._redis, topic, group)
 
     # -- groups --------------------------------------------------------------------
 

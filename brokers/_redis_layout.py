@@ -8,7 +8,15 @@ Keys, for topic ``t`` and group ``g``:
   so one group's retry never reaches another group;
 * ``t:delayed:g`` — a sorted set of retries scored by due time; :data:`PROMOTE` moves
   the due ones into ``t:retry:g`` in the same round trip as the read;
-* ``t:dlq`` — the dead-letter stream (XADD … MINID ~ now - dlq_ttl).
+* ``t:dlq`` — the dead-letter stream (XADD … MINID ~ now - dlq_ttl);
+* ``t:lease:g:<p>`` — the lease of virtual partition ``p`` (0 … membership_partitions-1)
+  for group ``g``: a string holding its member's id, ``SET … NX PX membership_ttl``;
+* ``t:members:g`` — a sorted set of the group's members that take part in membership,
+  scored by when they were last seen (server time, ms), expiring with them.
+
+Lease and member keys exist only while a consume loop with ``on_assigned`` runs; the
+scripts :data:`REFRESH`, :data:`ACQUIRE` and :data:`RELEASE` read the time from the
+server (``TIME``, ``PX``), never from this process.
 
 A stream entry has one field, :data:`FIELD`, holding the encoded message. Replies are
 read the same way over RESP2 and RESP3.
@@ -33,6 +41,58 @@ return {#due, head[2] or false}
 (retry stream, MAXLEN ~ ARGV[3]); returns how many, and the next due time or false."""
 
 
+REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('PEXPIRE', KEYS[1], ttl)
+local kept = {}
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+    kept[#kept + 1] = i - 1
+  end
+end
+return {redis.call('ZCARD', KEYS[1]), kept}
+"""
+"""Lua: record member ARGV[1] alive in KEYS[1] (members), forget those not seen for
+ARGV[2] ms, and renew for ARGV[2] ms the leases KEYS[2…] it still holds; returns the
+live member count and the (1-based) positions of the renewed leases among KEYS[2…]."""
+
+ACQUIRE = """
+local got = {}
+local want = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  if #got >= want then break end
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    got[#got + 1] = i
+  elseif redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    got[#got + 1] = i
+  end
+end
+return got
+"""
+"""Lua: lease to ARGV[1] for ARGV[2] ms up to ARGV[3] of the lease keys KEYS, in order,
+that are free or already its own; returns their (1-based) positions."""
+
+RELEASE = """
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+  end
+end
+if ARGV[2] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+"""Lua: delete the lease keys KEYS[2…] that ARGV[1] holds; if ARGV[2] is '1', remove it
+from the members KEYS[1] too."""
+
+
 def retry_key(topic: str, group: str) -> str:
     return f"{topic}:retry:{group}"
 
@@ -43,6 +103,14 @@ def delayed_key(topic: str, group: str) -> str:
 
 def dlq_key(topic: str) -> str:
     return f"{topic}:dlq"
+
+
+def lease_key(topic: str, group: str, partition: int) -> str:
+    return f"{topic}:lease:{group}:{partition}"
+
+
+def members_key(topic: str, group: str) -> str:
+    return f"{topic}:members:{group}"
 
 
 def text(value: Any) -> str:
