@@ -71,6 +71,8 @@ class Loop:
 
     @property
     def last(self) -> Assignment | None:
+        if self.task.done() and not self.task.cancelled() and self.task.exception():
+            raise AssertionError(f"loop {self.name} failed") from self.task.exception()
         return self.assignments[-1] if self.assignments else None
 
     @property
