@@ -243,11 +243,10 @@ class Broker(BrokerStorage):
         acknowledged are redelivered to the group after the visibility timeout.
         A connection loss is retried with backoff, without ending the loop.
 
-        With ``on_assigned`` the loop also takes part in the group's membership for
-        ``topic`` (:mod:`brokers._membership`): it holds some of the topic's partitions
-        and awaits ``on_assigned(assignment)`` from its own task, between fetches,
-        first when it starts (even if it holds none) and whenever what it holds changes.
-        When the loop ends it gives its partitions up at once, without a last call.
+        With ``on_assigned`` the loop is also a member of the group's membership
+        (:mod:`brokers._membership`): between fetches it awaits ``on_assigned`` with the
+        partitions it holds, first at start (even none), then on every change. When
+        the loop ends it gives its partitions up at once, without a last call.
         """
         self._require_connected()
         if batch_size < 1:
@@ -297,15 +296,9 @@ class Broker(BrokerStorage):
     ) -> MembershipSession:
         """The membership a consume loop with ``on_assigned`` takes part in: leases in
         this backend's lease table. A backend with membership of its own overrides it."""
-        return LeaseMembership(
-            self._lease_table(topic, group),
-            topic,
-            group,
-            consumer,
-            on_assigned,
-            self.consumer_options,
-            self._rng,
-        )
+        table = self._lease_table(topic, group)
+        options, rng = self.consumer_options, self._rng
+        return LeaseMembership(table, topic, group, consumer, on_assigned, options, rng)
 
     async def _admit(self, topic: str, delivery: Delivery, raw: bytes | None) -> Message | None:
         """Decode and check one entry; anything undeliverable goes to the DLQ here."""
