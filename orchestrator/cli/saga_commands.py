@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 from typing import Any
@@ -53,6 +54,7 @@ async def _serve(settings: Settings, *, role: str) -> None:
             "kafka): the in-memory broker lives inside one process, so its engine and "
             "workers must run together (--role both)"
         )
+    _log_to_stderr(settings.messaging.log_level)
     workflows = load_workflows(settings.workflows)
     store = None if role == "worker" else await EventStore.open(settings.store)
     broker = settings.messaging.create_broker()
@@ -76,7 +78,7 @@ async def _serve(settings: Settings, *, role: str) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             return
-        options = EngineOptions(run_workers=role == "both")
+        options = EngineOptions(run_workers=role == "both", **settings.engine.options())
         async with Engine(store, broker, workflows, options=options) as engine:
             with_workers = " with step workers" if role == "both" else ""
             console.print(
@@ -90,6 +92,16 @@ async def _serve(settings: Settings, *, role: str) -> None:
         await broker.disconnect()
         if store is not None:
             await store.close()
+
+
+def _log_to_stderr(level: str) -> None:
+    """A long-running service logs: the project's loggers at ``log_level`` (the seed's
+    key, default INFO), everything else at WARNING, one timestamped line each."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in ("orchestrator", "brokers", "eventstore"):
+        logging.getLogger(name).setLevel(level)
 
 
 @cli.command()
@@ -143,7 +155,8 @@ def _parse_input(text: str) -> dict[str, Any]:
 async def _engine_here(
     settings: Settings, store: EventLog, workflows: dict[str, Workflow]
 ) -> tuple[Engine, Any]:
-    """An engine in this process for one saga: no recovery, no intake."""
+    """An engine in this process for one saga: no ownership (it adopts nothing), no
+    intake."""
     broker = (
         InMemoryBroker()
         if settings.messaging.broker_type == "memory"

@@ -9,7 +9,7 @@ carries its stable type name, given once, where the class is defined::
     class StepSucceeded(Event): ...
 
 ``kind`` (``"event"`` or ``"command"``, as the event store records it) comes from the
-base class. The codec, the wire, replay, recovery and the audit all look types up
+base class. The codec, the wire, replay, adoption and the audit all look types up
 here (``message_type``, ``cls.type_name``); nothing compares type-name strings. A type
 name is part of every stored log: never rename one.
 """

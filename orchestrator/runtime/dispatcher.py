@@ -42,12 +42,15 @@ class Dispatcher:
         state: SagaState,
         commands: Sequence[Command],
         records: Sequence[NewRecord] | None = None,
+        *,
+        publish: bool = True,
     ) -> None:
         """``records``, when given, are ``commands`` as just appended: their data is
-        sent as is, not encoded again."""
+        sent as is, not encoded again. ``publish=False`` only arms the timers (a saga
+        adopted on a sweep: its commands are out, their backstops will tell)."""
         outgoing: list[dict[str, Any]] = []
         for index, command in enumerate(commands):
-            if isinstance(command, StepCommand):
+            if isinstance(command, StepCommand) and publish:
                 data = None if records is None else dict(records[index].data)
                 outgoing.append(payload(command, data))
             elif isinstance(command, FinishSaga):

@@ -3,9 +3,10 @@
 A step's reply (or a timer, a client's start, a resume) becomes one transition —
 load the saga → ``react`` → append the event with its commands at the expected
 version (``transition``) — and only then are the commands executed: published, their
-timers armed (``dispatcher``, ``scheduler``). The log is the outbox: after a crash,
-``resume`` gives back every command with no recorded outcome (``recovery``) and the
-engine issues it again, same id.
+timers armed (``dispatcher``, ``scheduler``). The log is the outbox: when an engine
+dies, the survivor that gains its partitions adopts its sagas (``ownership``):
+``resume`` gives back every command with no recorded outcome and the adopter issues it
+again, same id.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from orchestrator.errors import UnknownSagaError
 from orchestrator.runtime.clock import Clock, SystemClock
 from orchestrator.runtime.dispatcher import Dispatcher
 from orchestrator.runtime.options import EngineOptions
-from orchestrator.runtime.recovery import Recovery
+from orchestrator.runtime.ownership import Ownership
 from orchestrator.runtime.replies import ReplyConsumer
 from orchestrator.runtime.saga_log import SagaLog
 from orchestrator.runtime.scheduler import Scheduler
@@ -45,9 +46,9 @@ logger = logging.getLogger("orchestrator")
 class Engine:
     """Runs sagas of the given workflows on ``store`` and ``broker``.
 
-    ``async with Engine(store, broker, workflows) as engine:`` starts it (recovery, the
-    reply consumer, timers, workers) and stops it. The store and broker stay the
-    caller's: open and connect them before, close them after.
+    ``async with Engine(store, broker, workflows) as engine:`` starts it (the reply
+    consumer and its ownership, timers, the sweep, intake, workers) and stops it. The
+    store and broker stay the caller's: open and connect them before, close them after.
     """
 
     def __init__(
@@ -68,8 +69,11 @@ class Engine:
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.options = opts = options or EngineOptions()
         self.counts: dict[str, int] = dict.fromkeys(
-            ("started", "completed", "compensated", "failed", "conflicts", "reissued"), 0
+            ("started", "completed", "compensated", "failed", "conflicts", "reissued", "adopted"),
+            0,
         )
+        self._armed: dict[str, int] = {}
+        """Saga id → the stream version whose timers this engine has armed."""
         self._log = SagaLog(store, cache_size=opts.cache_size)
         self._transitions = Transitions(self._log, self.workflows, self.clock, self.counts)
         self._scheduler = Scheduler(
@@ -83,13 +87,14 @@ class Engine:
             republish_delay=opts.republish_delay,
         )
         self._dispatcher = Dispatcher(broker, opts.topics, self._scheduler, self.counts)
-        self._recovery = Recovery(
-            store, self.pick_up, self._reissue, poll_interval=opts.intake_poll_interval
+        self.ownership = Ownership(
+            store, self.pick_up, self._adopt, self._armed.get, self.counts, enabled=opts.recover
         )
         self._waiters = Waiters(self._log, poll_interval=opts.wait_poll_interval)
         self._replies = ReplyConsumer(
             broker,
             self._advance,
+            self.ownership.assigned if opts.recover else None,
             topic=opts.topics.replies,
             group=opts.reply_group,
             consumer=opts.consumer or f"engine-{uuid.uuid4().hex[:8]}",
@@ -111,9 +116,10 @@ class Engine:
             )
             self._spawn(worker.run(), "workers")
         if self.options.recover:
-            await self._recovery.recover()
+            self._spawn(self.ownership.sweep_forever(self.options.sweep_interval), "sweep")
         if self.options.intake:
-            self._spawn(self._recovery.intake(position), "intake")
+            intake = self.ownership.intake(position, self.options.intake_poll_interval)
+            self._spawn(intake, "intake")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -122,6 +128,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.ownership.close()
         await self._scheduler.queue.close()
 
     async def __aenter__(self) -> Engine:
@@ -183,6 +190,9 @@ class Engine:
         """One transition of the saga, then the execution of what it recorded."""
         done = await self._transitions.apply(saga_id, event_for, causation_id, new=new)
         if done is not None:
+            version = self._log.cached_version(saga_id)
+            if version is not None:
+                self._armed[saga_id] = version
             await self._execute(done.workflow, done.state, done.commands, done.records)
         return done
 
@@ -195,6 +205,7 @@ class Engine:
     ) -> None:
         await self._dispatcher.execute(wf, state, commands, records)
         if state.is_terminal:
+            self._armed.pop(state.saga_id, None)
             self._waiters.finished(state)
 
     def _start_event(
@@ -211,11 +222,18 @@ class Engine:
 
     async def _reissue(self, saga_id: str) -> None:
         """Send every outstanding command of the saga again, as the log holds it."""
-        state = (await self._log.load(saga_id, fresh=True)).state
+        await self._adopt(saga_id, True)
+
+    async def _adopt(self, saga_id: str, resend: bool) -> None:
+        """Arm the saga's timers from the log and (``resend``) send again every command
+        it has out with no outcome, same id."""
+        loaded = await self._log.load(saga_id, fresh=True)
+        state = loaded.state
         if state is None or state.workflow not in self.workflows:
             return
         wf = self.workflows[state.workflow]
-        await self._execute(wf, state, resume(wf, state))
+        self._armed[saga_id] = loaded.version
+        await self._dispatcher.execute(wf, state, resume(wf, state), publish=resend)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -25,9 +25,16 @@ class EngineOptions:
     worker: WorkerOptions = field(default_factory=WorkerOptions)
     """Options of the in-process workers."""
     recover: bool = True
-    """On start, resume every saga of the store that is not finished."""
+    """Take part in ownership: hold partitions of the replies group (the broker's own
+    membership) and adopt the unfinished sagas of each partition gained — at start,
+    and whenever another engine dies. Off: this engine owns every saga it touches and
+    adopts none (``orchestrator start --wait`` runs such an engine for one saga)."""
     intake: bool = True
-    """Tail the store for sagas started by other processes (``orchestrator start``)."""
+    """Tail the store for sagas started by other processes (``orchestrator start``) and
+    start the ones this engine owns."""
+    sweep_interval: float = 5.0
+    """Seconds between sweeps of the owned sagas for ones another engine moved on (their
+    timers are re-armed here, in case that engine dies)."""
     max_in_flight: int = 512
     """Replies handled at once; their appends share group-commit transactions."""
     cache_size: int = 10_000
@@ -38,7 +45,9 @@ class EngineOptions:
     """Seconds before commands that could not be published are sent again."""
     reissue_after: float | None = 60.0
     """Seconds a step command may go without an outcome before it is sent again (same
-    id). A backstop for a message lost outside the log (a broker that lost data); a
-    step's own ``timeout`` is what fails a slow attempt. ``None`` turns it off."""
+    id): the schedule-to-close backstop. It covers a command no worker ever started (an
+    engine that died between appending and publishing it, a broker that lost it) and a
+    worker that hung; a step's own ``timeout`` is what fails a slow attempt. A warning
+    says which command was re-sent. ``None`` turns it off."""
     wait_poll_interval: float = 0.5
     """How often ``wait`` looks at the store for sagas other engines are running."""

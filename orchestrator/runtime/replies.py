@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from brokers import Broker
+from brokers import Broker, OnAssigned
 from brokers import Message as BrokerMessage
 from orchestrator.errors import CodecError
 from orchestrator.runtime.transition import EventFor, constant
@@ -26,12 +26,14 @@ Advance = Callable[[str, EventFor, str | None], Awaitable[object]]
 
 class ReplyConsumer:
     """Feeds each outcome on ``topic`` to ``advance``, at most ``max_in_flight`` at once
-    (their appends share the store's group-commit transactions)."""
+    (their appends share the store's group-commit transactions). ``on_assigned``, when
+    given, makes the loop a member of the group's ownership (see ``ownership``)."""
 
     def __init__(
         self,
         broker: Broker,
         advance: Advance,
+        on_assigned: OnAssigned | None,
         *,
         topic: str,
         group: str,
@@ -40,6 +42,7 @@ class ReplyConsumer:
     ) -> None:
         self._broker = broker
         self._advance = advance
+        self._on_assigned = on_assigned
         self._topic = topic
         self._group = group
         self._consumer = consumer
@@ -51,7 +54,11 @@ class ReplyConsumer:
         short transition), so none is left half-acknowledged."""
         try:
             async for message in self._broker.consume(
-                self._topic, self._group, consumer=self._consumer, batch_size=64
+                self._topic,
+                self._group,
+                consumer=self._consumer,
+                batch_size=64,
+                on_assigned=self._on_assigned,
             ):
                 await self._slots.acquire()
                 task = asyncio.create_task(self._on_reply(message))

@@ -91,6 +91,10 @@ class SagaLog:
         self._remember(saga_id, entry)
         return entry
 
+    def cached_version(self, saga_id: str) -> int | None:
+        entry = self._cache.get(saga_id)
+        return entry.version if entry else None
+
     def forget(self, saga_id: str) -> None:
         self._cache.pop(saga_id, None)
 

@@ -146,7 +146,11 @@ class SagaPattern:
                     self.broker,
                     [self.workflow],
                     clock=self._clock,
-                    options=EngineOptions(topics=Topics(prefix=f"saga.{self.name}"), intake=False),
+                    # The pattern drives the sagas it runs itself, on a store of its own:
+                    # no ownership to share with other engines, nothing to adopt.
+                    options=EngineOptions(
+                        topics=Topics(prefix=f"saga.{self.name}"), recover=False, intake=False
+                    ),
                 )
                 await self._engine.start()
             self._users += 1

@@ -102,4 +102,15 @@ def last(data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-WORKFLOWS = [diamond.build(), slow.build()]
+later = WorkflowBuilder("later")
+"""One step that fails once, then is retried after a second: a retry timer to outlive
+the engine that armed it (2 s later)."""
+
+
+@later.step(kind="retriable", retry=RetryPolicy(max_attempts=3, initial_interval=2.0, jitter=0.0))
+def once_more(data: dict[str, Any]) -> dict[str, Any]:
+    _record("once_more", data)
+    return {"done": True}
+
+
+WORKFLOWS = [diamond.build(), slow.build(), later.build()]
