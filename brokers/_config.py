@@ -8,7 +8,10 @@ constructor of a subclass; they are not read here.
 
 Unknown keys are rejected, so a typo is an error naming the key, not a silent default.
 ``broker_type: kafka`` reads the ``kafka:`` section (``GREENLANG_KAFKA_BOOTSTRAP_SERVERS``,
-``GREENLANG_KAFKA_SECURITY_PROTOCOL``, ``GREENLANG_KAFKA_SASL_PASSWORD``, …).
+``GREENLANG_KAFKA_SECURITY_PROTOCOL``, ``GREENLANG_KAFKA_SASL_PASSWORD``, …). The
+``consumer:`` section (``GREENLANG_CONSUMER_VISIBILITY_TIMEOUT``, …) applies to every
+broker type: visibility timeout, block time, and group membership (partitions, lease
+time to live).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pydantic_settings import (
 
 from brokers._base import DEFAULT_MAX_MESSAGE_BYTES, Broker
 from brokers._errors import ConfigError
+from brokers._options import ConsumerOptions
 
 
 class RedisConfig(BaseModel):
@@ -135,6 +139,21 @@ class KafkaConfig(BaseModel):
         return out
 
 
+class ConsumerConfig(BaseModel):
+    """The ``consumer:`` section, for every broker type: how consumers wait, when an
+    unacknowledged message is handed to another member, and group membership."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    visibility_timeout: Annotated[float, Field(gt=0)] = 30.0
+    block_time: Annotated[float, Field(gt=0)] = 1.0
+    membership_partitions: Annotated[int, Field(ge=1)] = 16
+    membership_ttl: Annotated[float, Field(gt=0)] = 10.0
+
+    def options(self) -> ConsumerOptions:
+        return ConsumerOptions(**self.model_dump())
+
+
 class MessagingConfig(BaseSettings):
     """The whole messaging configuration (the seed's YAML keys)."""
 
@@ -149,6 +168,7 @@ class MessagingConfig(BaseSettings):
     broker_type: Literal["memory", "redis", "kafka"] = "memory"
     redis: RedisConfig = RedisConfig()
     kafka: KafkaConfig = KafkaConfig()
+    consumer: ConsumerConfig = ConsumerConfig()
     metrics_enabled: bool = True
     circuit_breaker_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -197,6 +217,7 @@ class MessagingConfig(BaseSettings):
 
     def create_broker(self, **overrides: Any) -> Broker:
         """The broker ``broker_type`` names, configured from this object."""
+        overrides = {"consumer_options": self.consumer.options(), **overrides}
         if self.broker_type == "redis":
             from brokers._redis import RedisStreamsBroker
 
