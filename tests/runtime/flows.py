@@ -78,7 +78,7 @@ def e(data: dict[str, Any]) -> dict[str, Any]:
 slow = WorkflowBuilder("slow")
 
 
-@slow.step(compensation=_undo("first"))
+@slow.step(compensation=_undo("first"), timeout=0.2)
 def first(data: dict[str, Any]) -> dict[str, Any]:
     _record("first", data)
     return {"first": True}
@@ -92,7 +92,8 @@ def first(data: dict[str, Any]) -> dict[str, Any]:
 )
 async def hang(data: dict[str, Any]) -> dict[str, Any]:
     _record("hang", data)
-    await asyncio.sleep(30)
+    if not data.get("quick"):
+        await asyncio.sleep(30)
     return {}
 
 

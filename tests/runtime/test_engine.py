@@ -240,3 +240,26 @@ async def test_two_engines_sharing_the_replies_lose_nothing(
         types = await _types(store, saga_id)
         assert types.count("saga.step_succeeded") == 5
     assert (await store.verify()).ok
+
+
+async def test_time_waiting_in_a_queue_uses_up_no_attempt(
+    make_engine: Callable[..., Engine], broker: Broker, store: EventStore
+) -> None:
+    """A step's timeout counts from the moment a worker starts the attempt
+    (start-to-close): a command that waits in the queue for longer than the timeout,
+    with no worker running, still runs as attempt 1 and succeeds."""
+    from orchestrator import StepWorker
+
+    async with make_engine(run_workers=False) as engine:
+        saga_id = await engine.start_saga("slow", {"quick": True})
+        await asyncio.sleep(0.6)  # three times `first`'s timeout of 0.2 s, in the queue
+        assert "saga.step_timed_out" not in await _types(store, saga_id)
+        worker = asyncio.create_task(StepWorker(broker, engine.workflows).run())
+        try:
+            state = await engine.wait(saga_id, timeout=20)
+        finally:
+            worker.cancel()
+    assert state.status == "completed"
+    types = await _types(store, saga_id)
+    assert "saga.step_timed_out" not in types
+    assert types.count("saga.execute_step") == 3  # first, hang, last: attempt 1 each
