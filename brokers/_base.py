@@ -339,6 +339,12 @@ class Broker(BrokerStorage):
         await self._ack(message.topic, self._delivery_of(message))
         self.metrics.acknowledged += 1
 
+    async def keep_alive(self, message: Message) -> None:
+        """Say that ``message`` is still being worked on: it stays with its consumer for
+        another ``visibility_timeout`` instead of going to another member of the group
+        (Redis, in-memory). On Kafka a message stays with its member until a rebalance."""
+        await self._touch(message.topic, self._delivery_of(message))
+
     async def nack(self, message: Message, reason: str, requeue: bool = True) -> None:
         """Give a delivered message back: retried after a backoff while
         ``retry_count < max_retries`` (and ``requeue``), else dead-lettered with ``reason``.

@@ -231,6 +231,13 @@ class InMemoryBroker(Broker):
     async def _ack(self, topic: str, delivery: Delivery) -> None:
         self._pending_group(topic, delivery).pending.pop(delivery.entry_id, None)
 
+    async def _touch(self, topic: str, delivery: Delivery) -> None:
+        pending = self._pending_group(topic, delivery).pending
+        entry = pending.get(delivery.entry_id)
+        if entry is not None and entry.consumer == delivery.consumer:
+            entry.deadline = time.monotonic() + self.consumer_options.visibility_timeout
+            pending.move_to_end(delivery.entry_id)  # deadlines stay in order
+
     async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
         grp = self._pending_group(topic, delivery)
         if grp.pending.pop(delivery.entry_id, None) is None:

@@ -288,6 +288,19 @@ class RedisStreamsBroker(Broker):
         redis = self._redis
         await self._io(lambda: redis.xack(delivery.source, delivery.group, delivery.entry_id))
 
+    async def _touch(self, topic: str, delivery: Delivery) -> None:
+        redis = self._redis
+        await self._io(
+            lambda: redis.eval(
+                layout.TOUCH,
+                1,
+                delivery.source,
+                delivery.group,
+                delivery.consumer,
+                delivery.entry_id,
+            )
+        )
+
     async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
         due = self._clock() + delay
         delayed = layout.delayed_key(topic, delivery.group)

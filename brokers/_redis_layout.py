@@ -40,6 +40,18 @@ return {#due, head[2] or false}
 """Lua: move up to ARGV[2] retries due by ARGV[1] from KEYS[1] (delayed) to KEYS[2]
 (retry stream, MAXLEN ~ ARGV[3]); returns how many, and the next due time or false."""
 
+TOUCH = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if p[1] and p[1][2] == ARGV[2] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+  return 1
+end
+return 0
+"""
+"""Lua: reset the idle time of entry ARGV[3] of stream KEYS[1] in group ARGV[1], if
+consumer ARGV[2] still holds it (XCLAIM with min-idle 0 by the same consumer; JUSTID
+does not count a delivery). An entry another consumer has claimed stays with it."""
+
 
 REFRESH = """
 local t = redis.call('TIME')

@@ -43,6 +43,10 @@ class BrokerStorage(ABC):
     @abstractmethod
     async def _ack(self, topic: str, delivery: Delivery) -> None: ...
 
+    async def _touch(self, topic: str, delivery: Delivery) -> None:  # noqa: B027
+        """Restart the entry's visibility timeout: it stays with its consumer. Nothing to
+        do for a backend whose deliveries stay with their consumer until it leaves."""
+
     @abstractmethod
     async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
         """Atomically acknowledge the entry and re-deliver ``data`` to the same group

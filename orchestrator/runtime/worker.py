@@ -179,7 +179,11 @@ class StepWorker:
         except CodecError as exc:
             await self._broker.nack(message, f"not a step command: {exc}", requeue=False)
             return
-        outcome = await run_command(workflow, command)
+        keeper = _KeepAlive(self._broker, message)
+        try:
+            outcome = await run_command(workflow, command)
+        finally:
+            keeper.stop()
         try:
             reply = payload(outcome)
         except CodecError as exc:  # the step returned something that is not plain JSON
@@ -203,6 +207,41 @@ class StepWorker:
                 await self._broker.nack(message, f"reply failed: {exc}", requeue=True)
             return
         await self._broker.acknowledge(message)
+
+
+class _KeepAlive:
+    """While a step runs, tell the broker every third of the visibility timeout that its
+    command is still being worked on, so a long step is not handed to a second worker;
+    a worker that dies stops telling, and its command moves on after one timeout. The
+    first reminder is only armed, not sent: most steps end long before it."""
+
+    __slots__ = ("_broker", "_handle", "_interval", "_message", "_task")
+
+    def __init__(self, broker: Broker, message: Message) -> None:
+        self._broker = broker
+        self._message = message
+        self._interval = broker.consumer_options.visibility_timeout / 3
+        self._task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = loop.call_later(self._interval, self._due)
+
+    def _due(self) -> None:
+        self._task = asyncio.create_task(self._touch())
+
+    async def _touch(self) -> None:
+        try:
+            await self._broker.keep_alive(self._message)
+        except Exception as exc:  # the broker is down: the step runs on regardless
+            logger.debug("keep-alive of %s failed: %s", self._message.id, exc)
+        if self._handle is not None:
+            self._handle = asyncio.get_running_loop().call_later(self._interval, self._due)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _headers(command: StepCommand) -> dict[str, Any]:

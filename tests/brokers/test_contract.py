@@ -112,6 +112,35 @@ async def test_unacknowledged_message_of_a_crashed_consumer_is_redelivered(
     assert await broker.get_consumer_lag("t", "g") == 0
 
 
+async def test_a_message_kept_alive_stays_with_its_consumer(broker: Broker) -> None:
+    """``keep_alive`` while working on a message: no other member of the group gets it,
+    however long past the visibility timeout (0.3 s here) the work takes."""
+    await broker.publish("t", {"long": "job"})
+    working = broker.consume("t", "g", consumer="worker")
+    async with asyncio.timeout(10):
+        held = await anext(working)  # the loop stays a member of the group meanwhile
+    others: list[Message] = []
+
+    async def other_member() -> None:
+        async for message in broker.consume("t", "g", consumer="other"):
+            others.append(message)
+
+    other = asyncio.create_task(other_member())
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 1.5  # five visibility timeouts
+    while loop.time() < until:
+        await broker.keep_alive(held)
+        await asyncio.sleep(0.1)
+    await broker.acknowledge(held)
+    await asyncio.sleep(0.4)  # past one more visibility timeout
+    await working.aclose()
+    other.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await other
+    assert others == []
+    assert await broker.get_consumer_lag("t", "g") == 0
+
+
 async def test_cancelling_consume_while_waiting_ends_it_cleanly(broker: Broker) -> None:
     async def idle() -> None:
         async for _message in broker.consume("quiet", "g"):

@@ -114,4 +114,15 @@ def once_more(data: dict[str, Any]) -> dict[str, Any]:
     return {"done": True}
 
 
-WORKFLOWS = [diamond.build(), slow.build(), later.build()]
+long = WorkflowBuilder("long")
+"""One step that runs longer than the broker's visibility timeout (2 s in the tests)."""
+
+
+@long.step(kind="retriable", timeout=10)
+async def crunch(data: dict[str, Any]) -> dict[str, Any]:
+    _record("crunch", data)
+    await asyncio.sleep(float(data["seconds"]))
+    return {"crunched": True}
+
+
+WORKFLOWS = [diamond.build(), slow.build(), later.build(), long.build()]

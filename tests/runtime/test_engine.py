@@ -263,3 +263,15 @@ async def test_time_waiting_in_a_queue_uses_up_no_attempt(
     types = await _types(store, saga_id)
     assert "saga.step_timed_out" not in types
     assert types.count("saga.execute_step") == 3  # first, hang, last: attempt 1 each
+
+
+async def test_a_step_longer_than_the_visibility_timeout_runs_once(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """The worker keeps its command alive while the step runs, so the broker does not
+    hand it to a second worker after the visibility timeout (2 s here)."""
+    async with make_engine() as first, make_engine() as second:
+        saga_id = await first.start_saga("long", {"seconds": 2.8})
+        state = await second.wait(saga_id, timeout=20)
+    assert state.status == "completed"
+    assert CALLS[saga_id] == ["crunch"]
