@@ -147,7 +147,7 @@ class KafkaServer:
 
     def _format(self, config: Path) -> None:
         cmd = self._java_cmd(
-            "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config),
+            "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config),
             "--ignore-formatted",
         )  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
@@ -213,7 +213,8 @@ class KafkaServer:
 
 
 def _cluster_id() -> str:
-    # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
+    # A Kafka cluster id is 16 random bytes in URL-safe base64 without padding. It can
+    # start with "-", so it is passed as --cluster-id=<id>, never as a separate word.
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
