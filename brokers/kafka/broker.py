@@ -37,7 +37,7 @@ from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
 from brokers._message import Delivery, Message
-from brokers.kafka.clients import KafkaIO, client_settings, read_compacted, stop
+from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compacted, stop
 from brokers.kafka.late_acks import LateAcks
 from brokers.kafka.member import Member, StickyInFlightAssignor
 from brokers.kafka.records import Seq, records_by_partition, uuid_key
@@ -192,22 +192,8 @@ class KafkaBroker(Broker):
         count = self._topics.partition_count(name)
 
         async def send() -> None:
-            # Whole record batches per partition (aiokafka's create_batch/send_batch): one
-            # future per batch instead of one per message.
             by_partition = records_by_partition(datas, count, self._seq, self._rr, retry_due)
-            futures = []
-            for partition, items in by_partition.items():
-                batch = producer.create_batch()
-                for key, data, headers in items:
-                    while (
-                        batch.append(key=key, value=data, timestamp=None, headers=headers) is None
-                    ):
-                        batch.close()
-                        futures.append(await producer.send_batch(batch, name, partition=partition))
-                        batch = producer.create_batch()
-                batch.close()
-                futures.append(await producer.send_batch(batch, name, partition=partition))
-            await asyncio.gather(*futures)
+            await produce(producer, name, by_partition, self._settings.request_timeout)
 
         await self._io(send)
 

@@ -1,27 +1,33 @@
 """aiokafka clients for :mod:`brokers.kafka.broker`: their settings, the I/O boundary
-every call crosses, stopping them, and reading a compacted topic to its end."""
+every call crosses, producing records, stopping clients, and reading a compacted topic
+to its end."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient
 
 from brokers._circuit import CircuitBreaker
 from brokers._errors import BrokerConnectionError, BrokerError
 from brokers._options import ConsumerOptions
+from brokers.kafka.records import Record
 
 T = TypeVar("T")
 logger = logging.getLogger("brokers")
 
 RECORD_OVERHEAD = 64 * 1024
 """Record batch, key and header bytes beside the value."""
+
+SHARED_BATCHES_UP_TO = 32
+"""A publish of at most this many records joins the producer's shared batches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,10 @@ class ClientSettings:
     """The producer's, beside ``common``: idempotent, ``acks=all``, batching, size."""
     consumer: dict[str, Any]
     """A group member's, beside ``common``: manual commits, session, fetch waits, size."""
+
+    @property
+    def request_timeout(self) -> float:
+        return float(self.common["request_timeout_ms"]) / 1000
 
 
 def client_settings(
@@ -129,6 +139,53 @@ class KafkaIO:
                 raise BrokerError(f"kafka at {servers}: {exc}") from exc
 
         return await self._circuit.call(mapped)
+
+
+async def produce(
+    producer: AIOKafkaProducer,
+    topic: str,
+    by_partition: Mapping[int, list[Record]],
+    timeout: float,
+) -> None:
+    """Send records to their partitions of ``topic`` and wait until Kafka has them all.
+
+    A few records go through ``producer.send``: each joins the batch its partition is
+    filling for ``linger_ms``, so the publishes of many concurrent handlers share a
+    request. More go as whole batches (``send_batch``, one future per batch instead of
+    one per record). aiokafka gives up on a batch early when other batches of the
+    partition are queued before it (its wait takes the time since the first try off the
+    timeout again at every wake-up), so a batch refused that way is offered again until
+    ``timeout`` has really passed.
+    """
+    futures = []
+    if sum(len(items) for items in by_partition.values()) <= SHARED_BATCHES_UP_TO:
+        for partition, items in by_partition.items():
+            for key, data, headers in items:
+                sent = producer.send(topic, data, key=key, partition=partition, headers=headers)
+                futures.append(await sent)
+    else:
+        deadline = time.monotonic() + timeout
+        for partition, items in by_partition.items():
+            batch = producer.create_batch()
+            for key, data, headers in items:
+                while batch.append(key=key, value=data, timestamp=None, headers=headers) is None:
+                    batch.close()
+                    futures.append(await _send_batch(producer, batch, topic, partition, deadline))
+                    batch = producer.create_batch()
+            batch.close()
+            futures.append(await _send_batch(producer, batch, topic, partition, deadline))
+    await asyncio.gather(*futures)
+
+
+async def _send_batch(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int, deadline: float
+) -> Any:
+    while True:
+        try:
+            return await producer.send_batch(batch, topic, partition=partition)
+        except kerr.KafkaTimeoutError:  # not queued: offered again, the deadline permitting
+            if time.monotonic() >= deadline:
+                raise
 
 
 async def stop(client: Any) -> None:

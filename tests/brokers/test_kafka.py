@@ -180,6 +180,16 @@ async def test_a_crashed_member_s_messages_go_to_the_other_member(kafka: KafkaBr
     assert await kafka.get_consumer_lag("work", "g") == 0
 
 
+async def test_many_concurrent_publishes_to_one_partition_all_arrive(kafka: KafkaBroker) -> None:
+    # One record batch per publish, queued behind each other, used to time out within a
+    # second: aiokafka's send_batch takes the waited time off its timeout at every wake.
+    one = {"saga_id": "one-saga"}
+    singles = [kafka.publish("hot", {"i": i}, headers=one) for i in range(500)]
+    batches = [kafka.publish_batch("hot", [{"i": i}] * 50, headers=one) for i in range(40)]
+    await asyncio.gather(*singles, *batches)
+    assert await kafka.get_consumer_lag("hot", "g") == 500 + 40 * 50
+
+
 async def test_health_names_the_server_and_a_dead_one_is_a_connection_error(
     kafka: KafkaBroker,
 ) -> None:
