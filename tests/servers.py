@@ -61,9 +61,15 @@ def _find_binary(name: str, extra_globs: list[str]) -> str:
 
 
 class PostgresServer:
-    """A throw-away PostgreSQL cluster: initdb, pg_ctl start on a free port, stop."""
+    """A throw-away PostgreSQL cluster: initdb, pg_ctl start on a free port, stop.
 
-    def __init__(self) -> None:
+    ``kill()`` and ``restart()`` take it down and up again on the same port and data
+    directory, for outage tests. By default commits are not waited for
+    (``synchronous_commit=off``: fast, but a crash may lose the last acknowledged
+    ones); ``durable_commits=True`` keeps every acknowledged commit across ``kill()``.
+    """
+
+    def __init__(self, *, durable_commits: bool = False) -> None:
         self._bindir = os.path.dirname(
             os.path.realpath(_find_binary("initdb", ["/usr/lib/postgresql/*/bin/initdb"]))
         )
@@ -71,6 +77,8 @@ class PostgresServer:
         self._tmp = Path(tempfile.mkdtemp(prefix="sagaflow-pg-"))
         self._data = self._tmp / "data"
         self._as_root = os.geteuid() == 0
+        self._durable = durable_commits
+        self.running = False
 
     @property
     def dsn_base(self) -> str:
@@ -88,23 +96,17 @@ class PostgresServer:
             )
 
     def start(self) -> None:
-        if self._as_root:
-            shutil.chown(self._tmp, user="postgres")
-        self._run(
-            f"{self._bindir}/initdb",
-            "-D",
-            str(self._data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-sync",
-        )
+        """Create the cluster (the first time) and start it; return when it is ready."""
+        if not self._data.exists():
+            self._initdb()
+        # fsync=off is safe against kill(): the OS keeps what the server wrote.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
             f"-c unix_socket_directories={self._tmp} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f"-c synchronous_commit={'on' if self._durable else 'off'} "
+            "-c full_page_writes=off -c max_connections=200"
         )
+        self.running = True  # from here on, stop() must take it down
         self._run(
             f"{self._bindir}/pg_ctl",
             "-D",
@@ -119,6 +121,40 @@ class PostgresServer:
             "start",
         )
         wait_until(lambda: port_open(self.port), 30, "PostgreSQL")
+
+    def _initdb(self) -> None:
+        if self._as_root:
+            shutil.chown(self._tmp, user="postgres")
+        self._run(
+            f"{self._bindir}/initdb",
+            "-D",
+            str(self._data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
+
+    def kill(self) -> None:
+        """Crash the server as ``pg_ctl stop -m immediate`` does: every backend quits at
+        once, no checkpoint, crash recovery on the next start. (A SIGKILL of the
+        postmaster alone would leave its backends running and block the restart.)"""
+        self._pg_ctl_stop("immediate")
+
+    def shutdown(self) -> None:
+        """Stop cleanly (``pg_ctl stop -m fast``: clients are told "terminating connection
+        due to administrator command"), keeping the data for ``start()``."""
+        self._pg_ctl_stop("fast")
+
+    def restart(self, *, kill: bool = False) -> None:
+        """``shutdown()`` or ``kill()``, then start again on the same port and data."""
+        (self.kill if kill else self.shutdown)()
+        self.start()
+
+    def _pg_ctl_stop(self, mode: str) -> None:
+        self._run(f"{self._bindir}/pg_ctl", "-D", str(self._data), "-m", mode, "-w", "stop")
+        self.running = False
 
     def create_database(self, name: str) -> str:
         self._run(
@@ -138,10 +174,20 @@ class PostgresServer:
         return f"{self.dsn_base}/{name}"
 
     def stop(self) -> None:
+        """Stop the server (if it runs) and delete the cluster."""
         try:
-            self._run(f"{self._bindir}/pg_ctl", "-D", str(self._data), "-m", "immediate", "stop")
+            if self.running:
+                self.kill()
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        """``with PostgresServer() as server``: started, then stopped and deleted."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 class RedisServer:
