@@ -10,6 +10,7 @@ from ._errors import (
     SchemaTooNewError,
     StorageError,
     StoreClosedError,
+    StoreUnavailableError,
 )
 from ._migrations import LATEST_VERSION as SCHEMA_VERSION
 from ._port import EventLog
@@ -48,6 +49,7 @@ __all__ = [
     "SchemaTooNewError",
     "StorageError",
     "StoreClosedError",
+    "StoreUnavailableError",
     "StreamInfo",
     "VerifyReport",
     "WriterStats",

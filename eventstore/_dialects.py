@@ -1,12 +1,15 @@
-"""What differs between SQLite and PostgreSQL: URLs, connection set-up, the write lock."""
+"""What differs between SQLite and PostgreSQL: URLs, connection set-up, the write lock,
+and which driver errors mean the database cannot be reached."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -17,6 +20,22 @@ SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 # Any fixed 64-bit key: every writer of one PostgreSQL database takes this lock.
 _PG_WRITE_LOCK_KEY = 0x5A6A_E0E5
+
+# SQLSTATEs of an unreachable server besides class 08 (connection exception): admin
+# shutdown, crash shutdown, cannot connect now (starting up, shutting down, recovering).
+_PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03"})
+_CLOSED = ("connection is closed", "connection was closed")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it wraps: SQLAlchemy's ``orig``, then ``__cause__`` links."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,38 @@ class Dialect:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_WRITE_LOCK_KEY}
             )
 
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the server cannot be reached (down, starting up or
+        shutting down, the connection refused, reset or closed), rather than that it
+        refused what was sent. Never on SQLite: a file has no outage, and "database is
+        locked" beyond ``busy_timeout`` is contention, not one."""
+        if self.name != "postgresql":
+            return False
+        import asyncpg
+
+        for error in _causes(exc):
+            if isinstance(error, OSError):  # refused, reset, timed out, no route
+                return True
+            if isinstance(error, DBAPIError) and error.connection_invalidated:
+                return True
+            state = getattr(error, "sqlstate", None)
+            if isinstance(state, str) and (state.startswith("08") or state in _PG_UNAVAILABLE):
+                return True
+            if isinstance(error, asyncpg.InterfaceError) and any(
+                closed in str(error) for closed in _CLOSED
+            ):
+                return True
+            # The client's protocol lost step with the server, as when an idle connection
+            # is sent "terminating connection due to administrator command" just before
+            # the socket closes: the connection is unusable, whatever the caller sent.
+            if isinstance(error, asyncpg.InternalClientError):
+                return True
+        return False
+
+    def connection_lost(self, driver_connection: Any) -> bool:
+        """Whether the driver already knows this connection is dead (no round trip)."""
+        return self.name == "postgresql" and bool(driver_connection.is_closed())
+
 
 def normalise_url(url: str) -> URL:
     """Accept plain ``sqlite://`` / ``postgresql://`` URLs and pick the async driver."""
@@ -62,13 +113,15 @@ def normalise_url(url: str) -> URL:
 
 
 def create_engine(
-    url: str, *, sqlite_synchronous: SqliteSynchronous = "FULL", busy_timeout_ms: int = 30_000
+    url: str,
+    *,
+    sqlite_synchronous: SqliteSynchronous = "FULL",
+    busy_timeout_ms: int = 30_000,
+    connect_timeout: float = 10.0,
 ) -> tuple[AsyncEngine, Dialect]:
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_async_engine(parsed, pool_size=5, max_overflow=10), Dialect(
-            "postgresql", in_memory=False
-        )
+        return _postgres_engine(parsed, connect_timeout), Dialect("postgresql", in_memory=False)
     in_memory = parsed.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {}
     if in_memory:
@@ -93,3 +146,20 @@ def create_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine, Dialect("sqlite", in_memory=in_memory)
+
+
+def _postgres_engine(url: URL, connect_timeout: float) -> AsyncEngine:
+    engine = create_async_engine(
+        url, pool_size=5, max_overflow=10, connect_args={"timeout": connect_timeout}
+    )
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # After a server restart the pool still holds the old connections. asyncpg knows
+        # they are closed (it saw the socket end), so replace them here, for free: a
+        # pre-ping would cost three round trips on every checkout. The pool reconnects on
+        # DisconnectionError; reads that then meet a dead connection invalidate it.
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the connection was closed by the server")
+
+    return engine

@@ -10,6 +10,13 @@ Tree::
     │   └── SchemaOutdatedError older; upgrade with ``orchestrator migrate`` / ``migrate()``
     ├── StoreClosedError        the store was closed
     └── StorageError            the database failed (driver error attached as __cause__)
+        └── StoreUnavailableError  the database cannot be reached (server down, starting
+                                up or shutting down, connection lost): wait and retry
+
+``StoreUnavailableError`` is the one to pause and retry on; the store itself reconnects
+on the next operation. An append that raised it may have been written if the connection
+died during its COMMIT (the message says which): re-read the stream and decide again; a
+retry at the same expected version can never write it twice.
 """
 
 from __future__ import annotations
@@ -52,4 +59,22 @@ class StoreClosedError(EventStoreError):
 
 
 class StorageError(EventStoreError):
-    """The database failed; nothing of the failed append was written."""
+    """The database failed; nothing of the failed append was written (but see
+    ``StoreUnavailableError``: a connection lost during COMMIT leaves that unknown)."""
+
+
+class StoreUnavailableError(StorageError):
+    """The database could not be reached: an outage, not a fault of the caller's input.
+
+    ``operation`` names what failed (``"append to 'order-1'"``, ``"read_all"``, …); the
+    driver's error is ``__cause__``. The next operation reconnects by itself.
+    """
+
+    def __init__(self, operation: str, cause: BaseException, outcome: str = "") -> None:
+        self.operation = operation
+        detail = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        super().__init__(
+            f"{operation} failed: the database is unavailable ({detail})"
+            + (f"; {outcome}" if outcome else "")
+        )
+        self.__cause__ = cause

@@ -30,7 +30,8 @@ class EventLog(Protocol):
     ) -> AppendResult:
         """Append atomically if the stream's version is as expected, or raise
         ``ConcurrencyError`` (``InvalidRecordError`` for bad input); nothing is written
-        then."""
+        then. ``StoreUnavailableError`` (from any method): the database cannot be reached;
+        wait and retry."""
 
     async def read_stream(
         self, stream_id: str, from_version: int = 1, limit: int | None = None

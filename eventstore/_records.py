@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
+
+import orjson
 
 RecordKind = Literal["command", "event"]
 RECORD_KINDS: Final = frozenset({"command", "event"})
@@ -48,6 +51,22 @@ class Record(NamedTuple):
     """UTC time of the append, RFC 3339 with microseconds (``2026-12-01T09:00:00.000000Z``)."""
     prev_hash: str
     hash: str
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # integers beyond 64 bits: the standard library has them
+        return json.loads(text)
+
+
+def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[Record]:
+    """Records from rows of the ten columns in ``Record``'s order, data and metadata as
+    JSON text."""
+    return [
+        Record(p, s, v, k, t, _loads(d), _loads(m), at, prev, h)
+        for (p, s, v, k, t, d, m, at, prev, h) in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)

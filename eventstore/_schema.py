@@ -1,4 +1,4 @@
-"""The tables, as SQLAlchemy Core sees them for queries.
+"""The tables, as SQLAlchemy Core sees them for queries (and the streams() query).
 
 The DDL that creates them lives in ``_migrations.py``, version by version; this module
 must describe what the latest migration leaves.
@@ -6,7 +6,20 @@ must describe what the latest migration leaves.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 
 metadata = MetaData()
 
@@ -37,3 +50,26 @@ schema_versions = Table(
     Column("description", Text, nullable=False),
     Column("applied_at", String(32), nullable=False),
 )
+
+
+def stream_heads(prefix: str, after: str, limit: int) -> Select[Any]:
+    """``(stream_id, version, type)`` of each stream's last record, by id, after
+    ``after``; only ids starting with ``prefix`` (taken literally, not as a pattern)."""
+    heads = (
+        select(records.c.stream_id, func.max(records.c.version).label("version"))
+        .where(records.c.stream_id > after)
+        .group_by(records.c.stream_id)
+    )
+    if prefix:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        heads = heads.where(records.c.stream_id.like(escaped + "%", escape="\\"))
+    latest = heads.subquery()
+    return (
+        select(records.c.stream_id, records.c.version, records.c.type)
+        .join(
+            latest,
+            (records.c.stream_id == latest.c.stream_id) & (records.c.version == latest.c.version),
+        )
+        .order_by(records.c.stream_id)
+        .limit(limit)
+    )

@@ -10,10 +10,16 @@ SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from contextlib import asynccontextmanager, nullcontext, suppress
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+if TYPE_CHECKING:
+    from ._dialects import Dialect
 
 Head = tuple[int, str]
 """A stream's last version and hash."""
@@ -46,6 +52,54 @@ class DriverSession(Protocol):
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]: ...
 
     async def insert(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+
+class WriterConnection:
+    """The writer's dedicated connection, checked out of the pool once and kept.
+
+    It is replaced after any failure but a ``WriteConflict``, and before use when the
+    driver knows the server dropped it (a restart while the writer was idle): the first
+    append after an outage reconnects rather than failing on a dead connection.
+    """
+
+    def __init__(self, engine: AsyncEngine, dialect: Dialect, gate: asyncio.Lock | None) -> None:
+        self._engine = engine
+        self._dialect = dialect
+        self._gate = gate
+        self._conn: AsyncConnection | None = None
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[DriverSession]:
+        async with self._gate or nullcontext():
+            conn = self._conn
+            if conn is not None and self._dialect.connection_lost(
+                (await conn.get_raw_connection()).driver_connection
+            ):
+                await self._drop()
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            try:
+                raw = await self._conn.get_raw_connection()
+                yield self._dialect.driver_session(raw.driver_connection)
+            except WriteConflict:
+                raise
+            except BaseException:
+                await self._drop()
+                raise
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(Exception):  # it may be dead already: the pool opens a new one
+                await conn.invalidate()
+                await conn.close()
+
+    async def close(self) -> None:
+        """Give the connection back to the pool."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(Exception):  # one the server already dropped
+                await conn.close()
 
 
 def _heads_sql(count: int, placeholder: Iterable[str]) -> str:

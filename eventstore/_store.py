@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._dialects import SqliteSynchronous, create_engine
-from ._errors import StorageError, StoreClosedError
+from ._errors import StorageError, StoreClosedError, StoreUnavailableError
 from ._migrations import LATEST_VERSION, apply_migrations, check_version, schema_version
-from ._records import AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
-from ._schema import records
-from ._sessions import DriverSession, WriteConflict
+from ._records import (
+    AppendResult,
+    ExpectedVersion,
+    NewRecord,
+    Record,
+    StreamInfo,
+    records_from_rows,
+)
+from ._schema import records, stream_heads
+from ._sessions import WriterConnection
 from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
 from ._verify import ChainVerifier, VerifyReport
 from ._writer import GroupCommitWriter, PendingAppend, WriterStats
@@ -32,20 +38,6 @@ _SELECT = (
 )
 
 
-def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # integers beyond 64 bits: the standard library has them
-        return json.loads(text)
-
-
-def _records(rows: Sequence[Sequence[Any]]) -> list[Record]:
-    return [
-        Record(p, s, v, k, t, _loads(d), _loads(m), at, prev, h)
-        for (p, s, v, k, t, d, m, at, prev, h) in rows
-    ]
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -56,6 +48,9 @@ class EventStore:
     Open one with ``await EventStore.open(url)`` and close it with ``await store.close()``
     (or ``async with await EventStore.open(url) as store``). URLs: ``sqlite:///PATH``
     (the embedded default), ``sqlite:///:memory:`` (tests), ``postgresql://…`` (scale).
+
+    Through an outage of the database every operation fails fast with
+    ``StoreUnavailableError``; the next one after the server is back reconnects.
     """
 
     def __init__(
@@ -66,18 +61,25 @@ class EventStore:
         limits: Limits | None = None,
         sqlite_synchronous: SqliteSynchronous = "FULL",
         max_batch_records: int = 512,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.url = url
         self.limits = limits or Limits()
         self._clock = clock
-        self._engine, self._dialect = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self._engine, self._dialect = create_engine(
+            url, sqlite_synchronous=sqlite_synchronous, connect_timeout=connect_timeout
+        )
         # A :memory: database is one connection: every use of it takes turns.
         self._gate: asyncio.Lock | None = asyncio.Lock() if self._dialect.in_memory else None
         self._committed = asyncio.Event()
+        self._writer_conn = WriterConnection(self._engine, self._dialect, self._gate)
         self._writer = GroupCommitWriter(
-            self._write_session, clock, self._notify, max_batch_records=max_batch_records
+            self._writer_conn.session,
+            clock,
+            self._notify,
+            self._dialect.unavailable,
+            max_batch_records=max_batch_records,
         )
-        self._writer_conn: AsyncConnection | None = None
         self._closed = False
         self._reads: set[asyncio.Future[Any]] = set()
 
@@ -108,8 +110,12 @@ class EventStore:
                     check_version(found, url=self.url)
                 else:
                     await apply_migrations(conn, self._dialect.name, self._clock)
-        except (OSError, DBAPIError) as exc:
-            raise StorageError(f"cannot open the event store at {self.url}: {exc}") from exc
+        except Exception as exc:
+            if self._dialect.unavailable(exc):
+                raise StoreUnavailableError("opening the event store", exc) from exc
+            if isinstance(exc, OSError | DBAPIError):
+                raise StorageError(f"cannot open the event store at {self.url}: {exc}") from exc
+            raise
 
     async def close(self) -> None:
         """Write every append already accepted, then release the database."""
@@ -119,8 +125,7 @@ class EventStore:
         await self._writer.close()
         if self._reads:
             await asyncio.gather(*self._reads, return_exceptions=True)
-        if self._writer_conn is not None:
-            await self._writer_conn.close()
+        await self._writer_conn.close()
         self._notify()
         await self._engine.dispose()
 
@@ -143,8 +148,7 @@ class EventStore:
 
     @asynccontextmanager
     async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
-        gate = self._gate or _NO_GATE
-        async with gate, self._engine.connect() as conn:
+        async with self._gate or nullcontext(), self._engine.connect() as conn:
             await conn.execution_options(eventstore_write=True)
             yield conn
 
@@ -152,25 +156,6 @@ class EventStore:
     def stats(self) -> WriterStats:
         """What the writer has committed so far (appends, records, transactions)."""
         return self._writer.stats
-
-    @asynccontextmanager
-    async def _write_session(self) -> AsyncIterator[DriverSession]:
-        """The writer's dedicated connection, reconnected after a failure."""
-        gate = self._gate or _NO_GATE
-        async with gate:
-            if self._writer_conn is None:
-                self._writer_conn = await self._engine.connect()
-            conn = self._writer_conn
-            try:
-                raw = await conn.get_raw_connection()
-                yield self._dialect.driver_session(raw.driver_connection)
-            except WriteConflict:
-                raise
-            except BaseException:
-                self._writer_conn = None
-                await conn.invalidate()
-                await conn.close()
-                raise
 
     def _notify(self) -> None:
         self._committed.set()
@@ -210,7 +195,7 @@ class EventStore:
         params: tuple[Any, ...] = (stream_id, from_version)
         if limit is not None:
             sql, params = sql + " LIMIT %s", (*params, limit)
-        return await self._fetch_records(sql, params)
+        return await self._fetch_records(f"read_stream({stream_id!r})", sql, params)
 
     async def read_all(
         self,
@@ -231,51 +216,68 @@ class EventStore:
                 return []
             sql += f" AND type IN ({', '.join('%s' for _ in wanted)})"
             params += wanted
-        return await self._fetch_records(sql + " ORDER BY position LIMIT %s", (*params, limit))
+        query = sql + " ORDER BY position LIMIT %s"
+        return await self._fetch_records("read_all", query, (*params, limit))
 
-    async def _read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _read(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection, shielded from the caller's cancellation.
 
         A query cancelled half-way leaves its driver connection to be torn down (asyncpg
         waits for the server to confirm the cancel; seconds, measured): so a cancelled
         reader gets its CancelledError at once, while its query finishes in the
-        background and the connection goes back to the pool clean.
+        background and the connection goes back to the pool clean. A connection the
+        server dropped is invalidated, never returned to the pool, and the failure is a
+        ``StoreUnavailableError`` naming ``what``.
         """
 
         async def run() -> T:
             async with self._connection() as conn:
-                return await work(conn)
+                try:
+                    return await work(conn)
+                except Exception as exc:
+                    if self._dialect.unavailable(exc):
+                        with suppress(Exception):
+                            await conn.invalidate()
+                    raise
 
         task = asyncio.ensure_future(run())
         self._reads.add(task)
         task.add_done_callback(self._reads.discard)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except Exception as exc:
+            if self._dialect.unavailable(exc):
+                raise StoreUnavailableError(what, exc) from exc
+            raise
 
-    async def _fetch_records(self, template: str, params: tuple[Any, ...]) -> list[Record]:
+    async def _fetch_records(
+        self, what: str, template: str, params: tuple[Any, ...]
+    ) -> list[Record]:
         # Straight to the driver: for bulk reads SQLAlchemy's row processing costs more
         # than the decoding we must do anyway.
         async def fetch(conn: AsyncConnection) -> list[Record]:
             raw = await conn.get_raw_connection()
             session = self._dialect.driver_session(raw.driver_connection)
-            return _records(await session.fetch(session.sql(template), *params))
+            return records_from_rows(await session.fetch(session.sql(template), *params))
 
-        return await self._read(fetch)
+        return await self._read(what, fetch)
 
-    async def _scalar(self, query: Any) -> int:
+    async def _scalar(self, what: str, query: Any) -> int:
         async def run(conn: AsyncConnection) -> int:
             return int((await conn.execute(query)).scalar_one() or 0)
 
-        return await self._read(run)
+        return await self._read(what, run)
 
     async def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last record; 0 when the stream does not exist."""
         return await self._scalar(
-            select(func.max(records.c.version)).where(records.c.stream_id == stream_id)
+            f"stream_version({stream_id!r})",
+            select(func.max(records.c.version)).where(records.c.stream_id == stream_id),
         )
 
     async def last_position(self) -> int:
         """The position of the last record committed; 0 for an empty store."""
-        return await self._scalar(select(func.max(records.c.position)))
+        return await self._scalar("last_position", select(func.max(records.c.position)))
 
     async def streams(
         self, prefix: str = "", *, after: str = "", limit: int = 1000
@@ -285,30 +287,12 @@ class EventStore:
         Each with its version and the type of its last record. Page with
         ``after=page[-1].stream_id``.
         """
-        heads = (
-            select(records.c.stream_id, func.max(records.c.version).label("version"))
-            .where(records.c.stream_id > after)
-            .group_by(records.c.stream_id)
-        )
-        if prefix:
-            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            heads = heads.where(records.c.stream_id.like(escaped + "%", escape="\\"))
-        latest = heads.subquery()
-        query = (
-            select(records.c.stream_id, records.c.version, records.c.type)
-            .join(
-                latest,
-                (records.c.stream_id == latest.c.stream_id)
-                & (records.c.version == latest.c.version),
-            )
-            .order_by(records.c.stream_id)
-            .limit(limit)
-        )
+        query = stream_heads(prefix, after, limit)
 
         async def run(conn: AsyncConnection) -> list[StreamInfo]:
             return [StreamInfo(row[0], int(row[1]), row[2]) for row in await conn.execute(query)]
 
-        return await self._read(run)
+        return await self._read("streams", run)
 
     async def subscribe(
         self,
@@ -367,14 +351,3 @@ class EventStore:
             if len(page) < page_size:
                 return verifier.report()
             after = page[-1].position if stream_id is None else page[-1].version
-
-
-class _NoGate:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NO_GATE = _NoGate()

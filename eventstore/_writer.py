@@ -6,12 +6,17 @@ append never reaches the database and an accepted one is written whole or not at
 Stream heads are cached in memory; ``UNIQUE(stream_id, version)`` is the backstop for a
 cache made stale by another process, in which case the batch is rolled back and each
 append is retried alone against heads read inside the write lock.
+
+When the database cannot be reached, the batch and everything queued behind it fail at
+once with ``StoreUnavailableError`` (the writer does not retry: its callers decide), the
+session drops its connection, and the next batch connects afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -19,7 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ._canonical import body_json, chain_hash, genesis_hash
-from ._errors import ConcurrencyError, EventStoreError, StorageError, StoreClosedError
+from ._errors import (
+    ConcurrencyError,
+    EventStoreError,
+    StorageError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion
 from ._sessions import DriverSession, Head, WriteConflict
 from ._validation import PreparedRecord
@@ -70,6 +81,7 @@ class GroupCommitWriter:
         open_session: Callable[[], AbstractAsyncContextManager[DriverSession]],
         clock: Callable[[], datetime],
         on_commit: Callable[[], None],
+        unavailable: Callable[[BaseException], bool],
         *,
         max_batch_records: int = 512,
         max_cached_heads: int = 100_000,
@@ -77,6 +89,7 @@ class GroupCommitWriter:
         self._open_session = open_session
         self._clock = clock
         self._on_commit = on_commit
+        self._unavailable = unavailable
         self._max_batch = max_batch_records
         self._max_cached = max_cached_heads
         self._queue: deque[PendingAppend] = deque()
@@ -84,6 +97,8 @@ class GroupCommitWriter:
         self._heads: dict[str, Head] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._committing = False  # the last _write got as far as its COMMIT
+        self._down_since: float | None = None  # the first failure of an outage
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -121,8 +136,12 @@ class GroupCommitWriter:
                     continue
                 batch.append(pending)
                 count += len(pending.records)
-            if batch:
-                await self._commit(batch)
+            try:
+                if batch:
+                    await self._commit(batch)
+            except Exception as exc:  # a bug, not the database: the writer must live on
+                logger.exception("event store writer failed on a batch")
+                self._fail(batch, exc)
             # Let appenders woken by this batch queue again before the next one is cut.
             await asyncio.sleep(0)
 
@@ -136,15 +155,19 @@ class GroupCommitWriter:
             )
             for pending in batch:
                 self._heads.pop(pending.stream_id, None)
-            for pending in batch:
-                await self._commit_alone(pending)
+            for index, pending in enumerate(batch):
+                lost = await self._commit_alone(pending)
+                if lost is not None:  # the database went away: the rest fail with it
+                    self._fail(batch[index + 1 :], lost)
+                    return
             return
-        except Exception as exc:  # the database failed: nothing of the batch was written
+        except Exception as exc:  # the database failed (_fail says what may have been written)
             self._fail(batch, exc)
             return
         self._settle(batch, outcomes)
 
-    async def _commit_alone(self, pending: PendingAppend) -> None:
+    async def _commit_alone(self, pending: PendingAppend) -> Exception | None:
+        """Write one append, heads read afresh; the error if the database is unavailable."""
         for _ in range(3):
             try:
                 outcomes = await self._write([pending], trust_cache=False)
@@ -153,15 +176,19 @@ class GroupCommitWriter:
                 continue
             except Exception as exc:
                 self._fail([pending], exc)
-                return
+                return exc if self._unavailable(exc) else None
             self._settle([pending], outcomes)
-            return
+            return None
         self._fail(
             [pending],
             StorageError(f"append to {pending.stream_id!r} kept colliding with other writers"),
         )
+        return None
 
     def _fail(self, batch: list[PendingAppend], exc: Exception) -> None:
+        if not isinstance(exc, EventStoreError) and self._unavailable(exc):
+            self._fail_unavailable(batch, exc)
+            return
         error: Exception = exc
         if not isinstance(exc, EventStoreError):
             error = StorageError(f"append failed in the database: {exc}")
@@ -171,9 +198,37 @@ class GroupCommitWriter:
             if not pending.future.done():
                 pending.future.set_exception(error)
 
+    def _fail_unavailable(self, batch: list[PendingAppend], exc: Exception) -> None:
+        """Fail the batch, and what queued behind it, at once: during an outage an
+        append must not wait its turn behind others bound to fail too."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning("event store appends failing, the database is unavailable: %s", exc)
+        outcome = (
+            "the connection was lost during COMMIT, so it may have been written: re-read "
+            "the stream (a retry at the same expected version cannot write it twice)"
+            if self._committing
+            else "nothing was written"
+        )
+        for pending in batch:
+            self._heads.pop(pending.stream_id, None)  # a lost COMMIT may have moved it
+        queued = list(self._queue)
+        self._queue.clear()
+        for group, said in ((batch, outcome), (queued, "nothing was written")):
+            for pending in group:
+                if not pending.future.done():
+                    error = StoreUnavailableError(f"append to {pending.stream_id!r}", exc, said)
+                    pending.future.set_exception(error)
+
     def _settle(
         self, batch: list[PendingAppend], outcomes: list[AppendResult | ConcurrencyError]
     ) -> None:
+        if self._down_since is not None:
+            logger.info(
+                "event store appends resumed after %.1f s",
+                time.monotonic() - self._down_since,
+            )
+            self._down_since = None
         self.stats.transactions += 1
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, AppendResult):
@@ -200,6 +255,7 @@ class GroupCommitWriter:
     async def _write(
         self, batch: list[PendingAppend], *, trust_cache: bool
     ) -> list[AppendResult | ConcurrencyError]:
+        self._committing = False
         async with self._open_session() as session, session.transaction():
             position = await session.max_position()
             base: dict[str, Head] = {}
@@ -225,6 +281,7 @@ class GroupCommitWriter:
                 lookup = stale
             if rows:
                 await session.insert(rows)
+            self._committing = True  # a failure from here on may follow a durable COMMIT
         return outcomes
 
     def _plan(
