@@ -54,8 +54,11 @@ class EventLog(Protocol):
         types: Collection[str] | None = None,
         batch_size: int = 500,
         poll_interval: float = 0.25,
+        retry_delay: float = 0.1,
+        max_retry_delay: float = 5.0,
     ) -> AsyncIterator[Record]:
-        """Every record after ``after_position``, the history then live, forever."""
+        """Every record after ``after_position``, the history then live, forever; through
+        an outage of the database it waits and resumes where it was."""
 
     async def streams(
         self, prefix: str = "", *, after: str = "", limit: int = 1000

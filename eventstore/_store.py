@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, nullcontext, suppress
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ from ._verify import ChainVerifier, VerifyReport
 from ._writer import GroupCommitWriter, PendingAppend, WriterStats
 
 T = TypeVar("T")
+logger = logging.getLogger("eventstore")
 
 _SELECT = (
     "SELECT position, stream_id, version, kind, type, data, metadata, recorded_at, "
@@ -301,30 +305,56 @@ class EventStore:
         types: Collection[str] | None = None,
         batch_size: int = 500,
         poll_interval: float = 0.25,
+        retry_delay: float = 0.1,
+        max_retry_delay: float = 5.0,
     ) -> AsyncIterator[Record]:
         """Every record after ``after_position``: first the history, then live, forever.
 
         Resuming from the position of the last record handled gives no gap and no
         duplicate. Appends by this store wake it at once; other processes' appends are
-        seen within ``poll_interval`` seconds.
+        seen within ``poll_interval`` seconds. While the database is unavailable it
+        retries from the last record it yielded, waiting ``retry_delay`` seconds and
+        doubling up to ``max_retry_delay`` (each wait jittered down by up to half); it
+        logs a warning when an outage begins and an info when it resumes.
         """
-        position = after_position
+        if not 0 < retry_delay <= max_retry_delay:
+            raise ValueError("need 0 < retry_delay <= max_retry_delay")
+        position, delay = after_position, retry_delay
+        down_since: float | None = None  # when the outage began, while there is one
         while True:
             committed = self._committed
-            page = await self.read_all(position, batch_size, types=types)
+            try:
+                page = await self.read_all(position, batch_size, types=types)
+            except StoreUnavailableError as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    logger.warning("subscription after position %d waits: %s", position, exc)
+                await self._wait_for_commit(committed, random.uniform(delay / 2, delay))
+                delay = min(delay * 2, max_retry_delay)
+                continue
+            if down_since is not None:
+                outage, down_since, delay = time.monotonic() - down_since, None, retry_delay
+                logger.info("subscription resumed after %.1f s at position %d", outage, position)
             for record in page:
                 yield record
                 position = record.position
             if len(page) < batch_size:
                 if self._closed:
                     return
-                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a
-                # cancellation that arrives as the event fires, and the reader lives on.
-                waiter = asyncio.ensure_future(committed.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=poll_interval)
-                finally:
-                    waiter.cancel()
+                await self._wait_for_commit(committed, poll_interval)
+
+    @staticmethod
+    async def _wait_for_commit(committed: asyncio.Event, timeout: float) -> None:
+        """Until this store commits (or closes), at most ``timeout`` seconds.
+
+        asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        that arrives as the event fires, and the reader lives on.
+        """
+        waiter = asyncio.ensure_future(committed.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
 
     # -- verifying --------------------------------------------------------------------
 
