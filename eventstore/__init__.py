@@ -13,7 +13,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._migrations import LATEST_VERSION as SCHEMA_VERSION
-from ._port import EventLog
+from ._port import EventLog, StoreHealth
 from ._records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._store import EventStore
 from ._validation import Limits
@@ -49,6 +49,7 @@ __all__ = [
     "SchemaTooNewError",
     "StorageError",
     "StoreClosedError",
+    "StoreHealth",
     "StoreUnavailableError",
     "StreamInfo",
     "VerifyReport",

@@ -8,10 +8,20 @@ Opening and closing stay with whoever owns the store: they are not part of the p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from ._records import AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
 from ._verify import VerifyReport
+
+
+class StoreHealth(TypedDict):
+    """What ``health()`` found: a plain dict, ready for a health endpoint's JSON."""
+
+    status: Literal["ok", "unavailable"]
+    latency_ms: float
+    """How long the probe took, answered or not."""
+    error: str | None
+    """Why the status is ``"unavailable"`` (``None`` when ``"ok"``)."""
 
 
 @runtime_checkable
@@ -67,6 +77,10 @@ class EventLog(Protocol):
 
     async def last_position(self) -> int:
         """The position of the last record committed; 0 for an empty log."""
+
+    async def health(self, timeout: float = 5.0) -> StoreHealth:
+        """Whether the database answers a trivial query within ``timeout`` seconds; never
+        raises."""
 
     async def verify(self, stream_id: str | None = None, *, page_size: int = 2000) -> VerifyReport:
         """Recompute the chain of one stream or of the whole log; the report's ``head``

@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._dialects import SqliteSynchronous, create_engine
 from ._errors import StorageError, StoreClosedError, StoreUnavailableError
 from ._migrations import LATEST_VERSION, apply_migrations, check_version, schema_version
+from ._port import StoreHealth
 from ._records import (
     AppendResult,
     ExpectedVersion,
@@ -297,6 +298,32 @@ class EventStore:
             return [StreamInfo(row[0], int(row[1]), row[2]) for row in await conn.execute(query)]
 
         return await self._read("streams", run)
+
+    async def health(self, timeout: float = 5.0) -> StoreHealth:
+        """Whether the database answers ``SELECT 1`` within ``timeout`` seconds.
+
+        ``{"status": "ok" | "unavailable", "latency_ms": …, "error": None | "why"}``;
+        it never raises (a closed store is ``"unavailable"`` too).
+        """
+        started = time.perf_counter()
+
+        async def probe(conn: AsyncConnection) -> None:
+            await conn.execute(text("SELECT 1"))
+
+        error: str | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._read("health", probe)
+        except TimeoutError:
+            error = f"no answer within {timeout} s"
+        except Exception as exc:  # a health check reports, it does not raise
+            error = f"{type(exc).__name__}: {exc}"
+        latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        return {
+            "status": "ok" if error is None else "unavailable",
+            "latency_ms": latency_ms,
+            "error": error,
+        }
 
     async def subscribe(
         self,

@@ -26,6 +26,7 @@ def test_exported_names() -> None:
         "SchemaTooNewError",
         "StorageError",
         "StoreClosedError",
+        "StoreHealth",
         "StoreUnavailableError",
         "StreamInfo",
         "VerifyReport",

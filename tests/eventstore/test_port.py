@@ -18,6 +18,7 @@ PORT = (
     "subscribe",
     "streams",
     "last_position",
+    "health",
     "verify",
 )
 
@@ -31,6 +32,8 @@ async def test_the_store_is_an_event_log(store: EventStore) -> None:
     assert await log.last_position() == written.last_position
     report = await log.verify()
     assert report.ok and report.head is not None and report.head.hash == written.last_hash
+    health = await log.health()
+    assert health["status"] == "ok" and health["error"] is None and health["latency_ms"] >= 0
 
 
 def test_the_port_names_exactly_these_members() -> None:
