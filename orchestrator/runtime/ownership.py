@@ -19,12 +19,14 @@ to ``saga.start``) starts the requested sagas this engine owns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
 from brokers import Assignment
-from eventstore import EventLog
+from eventstore import EventLog, StoreUnavailableError
 from orchestrator.core.commands import FinishSaga, StartSaga
+from orchestrator.runtime.backoff import Backoff
 from orchestrator.runtime.saga_log import STREAM_PREFIX, saga_of
 
 __all__ = ["Ownership"]
@@ -105,7 +107,7 @@ class Ownership:
         self, selected: Callable[[str], bool], partitions: frozenset[int]
     ) -> None:
         before = self._counts["adopted"]
-        await self._scan(selected, resend=True)
+        await _patiently(lambda: self._scan(selected, resend=True), "adoption")
         logger.info(
             "adopted %d sagas of partitions %s",
             self._counts["adopted"] - before,
@@ -119,6 +121,8 @@ class Ownership:
             await asyncio.sleep(interval)
             try:
                 await self._scan(self.owns, resend=False)
+            except StoreUnavailableError as exc:
+                logger.info("sweep skipped, the store is unavailable: %s", exc)
             except Exception:
                 logger.exception("sweep of owned sagas failed; trying again in %ss", interval)
 
@@ -131,7 +135,7 @@ class Ownership:
             if not self.owns(saga_id):
                 continue  # its owner takes it in (or adopts it, should the owner die)
             try:
-                await self._pick_up(saga_id)
+                await _patiently(functools.partial(self._pick_up, saga_id), "intake")
             except Exception:
                 logger.exception("could not start saga of %s", record.stream_id)
 
@@ -161,8 +165,23 @@ class Ownership:
                         await self._adopt(saga_id, resend)
                         if resend:
                             self._counts["adopted"] += 1
+                except StoreUnavailableError:
+                    raise  # the whole scan is tried again once the store is back
                 except Exception:
                     logger.exception("could not adopt saga %s", saga_id)
             if len(page) < self._page_size:
                 return
             after = page[-1].stream_id
+
+
+async def _patiently(work: Callable[[], Awaitable[None]], what: str) -> None:
+    """``work()``, again and again with backoff while the store is unreachable."""
+    backoff = Backoff()
+    while True:
+        try:
+            await work()
+            return
+        except StoreUnavailableError as exc:
+            if backoff.attempts == 0:
+                logger.warning("%s waits for the store: %s", what, exc)
+            await backoff.wait()

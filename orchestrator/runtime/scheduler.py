@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from eventstore import StoreUnavailableError
 from orchestrator.core.commands import CompensateStep, ScheduleRetry, StepCommand
 from orchestrator.core.events import TimerFired
 from orchestrator.core.messages import Command, Event
@@ -48,7 +49,7 @@ class Scheduler:
         reissue_after: float | None,
         republish_delay: float,
     ) -> None:
-        self.queue = TimerQueue(clock)
+        self.queue = TimerQueue(clock, retry_on=(StoreUnavailableError,))
         self._clock = clock
         self._log = log
         self._deliver = deliver

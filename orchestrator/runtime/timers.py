@@ -1,7 +1,9 @@
 """The engine's timer queue: one task, one heap, on the injected clock.
 
 What the timers are for, and how they survive a crash, is the scheduler's business
-(``scheduler``); this only runs callbacks at their time, never cancelled.
+(``scheduler``); this only runs callbacks at their time, never cancelled. A callback
+that fails with one of ``retry_on`` (the store is unreachable) runs again later, with
+backoff, until it works: an outage delays a timer, it does not lose it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
+from orchestrator.runtime.backoff import Backoff
 from orchestrator.runtime.clock import Clock
 
 logger = logging.getLogger("orchestrator")
@@ -23,8 +26,9 @@ Callback = Callable[[], Awaitable[None]]
 class TimerQueue:
     """One task sleeping until the earliest timer, then running its callback."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, retry_on: tuple[type[Exception], ...] = ()) -> None:
         self._clock = clock
+        self._retry_on = retry_on
         self._heap: list[tuple[float, int, Callback]] = []
         self._seq = itertools.count()
         self._changed = asyncio.Event()
@@ -57,13 +61,21 @@ class TimerQueue:
                         waiter.cancel()
                 continue
             _, _, callback = heapq.heappop(self._heap)
-            task = asyncio.create_task(self._fire(callback))
+            task = asyncio.create_task(self._fire(callback, Backoff(initial=0.5, cap=10.0)))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _fire(self, callback: Callback) -> None:
+    async def _fire(self, callback: Callback, backoff: Backoff) -> None:
         try:
             await callback()
+        except self._retry_on as exc:  # an outage: the same reminder, a little later
+            delay = backoff.next_delay()
+            logger.debug("a timer callback will run again in %.1fs: %s", delay, exc)
+
+            async def again() -> None:
+                await self._fire(callback, backoff)
+
+            self.call_at(self._clock.now() + delay, again)
         except Exception:
             logger.exception("a timer callback failed")
 

@@ -90,7 +90,7 @@ class Target:
 
     name: str
     kind: str
-    """``engine``, ``worker``, ``redis``, ``kafka`` or ``postgres``."""
+    """``engine``, ``worker``, ``both``, ``redis``, ``kafka`` or ``postgres``."""
     kill: Callable[[], None]
     start: Callable[[], None]
     alive: Callable[[], bool]
@@ -155,8 +155,8 @@ class Cluster:
         ]
 
     def revive_one_of_each(self) -> None:
-        """After chaos, make sure at least one engine and one worker run."""
-        for role in ("engine", "worker"):
+        """After chaos, make sure at least one process of each role runs."""
+        for role in {p.role for p in self.procs}:
             if not any(p.alive for p in self.procs if p.role == role):
                 self.spawn(next(p for p in self.procs if p.role == role))
 
@@ -182,12 +182,14 @@ class Cluster:
         """(when, how many sagas) of every adoption the engines logged."""
         out = []
         for proc in self.procs:
-            if proc.role == "engine" and proc.log.exists():
+            if proc.role in ("engine", "both") and proc.log.exists():
                 for stamp, count in _ADOPTED.findall(proc.log.read_text(errors="replace")):
                     when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
                     out.append((when, int(count)))
         return sorted(out)
 
+
+PROCESS_KINDS = ("engine", "worker", "both")
 
 _ADOPTED = re.compile(r"^(\S+ \S+) INFO orchestrator: adopted (\d+) sagas", re.M)
 
@@ -219,10 +221,12 @@ async def chaos(
             victim = rng.choice(live)
             victim.kill()
             log.append((time.time(), victim.kind, victim.name))
-            if victim.kind not in ("engine", "worker"):
+            if victim.kind not in PROCESS_KINDS:
                 servers_down.append((time.time() + rng.uniform(*down_for), victim))
         for target in targets:
-            if target.kind in ("engine", "worker") and not target.alive() and rng.random() < 0.5:
+            if target.kind not in PROCESS_KINDS or target.alive():
+                continue
+            if target.kind == "both" or rng.random() < 0.5:  # a lone process always
                 target.start()
     for _, server in servers_down:
         await asyncio.to_thread(server.start)
