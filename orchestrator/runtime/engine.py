@@ -177,6 +177,20 @@ class Engine:
         assert after is not None
         return after
 
+    async def health(self) -> dict[str, Any]:
+        """``status`` ok (store and broker reachable) or degraded (the engine waits for
+        them), each one's own report, the partitions this engine holds, its counts."""
+        store = await self.store.health()
+        broker = await self.broker.health_check()
+        ok = store["status"] == "ok" and broker["status"] == "healthy"
+        return {
+            "status": "ok" if ok else "degraded",
+            "store": dict(store),
+            "broker": broker,
+            "partitions": sorted(self.ownership.partitions),
+            "counts": dict(self.counts),
+        }
+
     # -- events in, commands out ------------------------------------------------------
 
     async def _advance(

@@ -275,3 +275,23 @@ async def test_a_step_longer_than_the_visibility_timeout_runs_once(
         state = await second.wait(saga_id, timeout=20)
     assert state.status == "completed"
     assert CALLS[saga_id] == ["crunch"]
+
+
+async def test_health_reports_store_broker_and_partitions(
+    make_engine: Callable[..., Engine], broker: Broker
+) -> None:
+    async with make_engine() as engine:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not engine.ownership.partitions:  # the first assignment
+            assert loop.time() < deadline, "no partitions were ever assigned"
+            await asyncio.sleep(0.05)
+        health = await engine.health()
+        assert health["status"] == "ok", health
+        assert health["store"]["status"] == "ok" and health["broker"]["status"] == "healthy"
+        assert health["partitions"] and "started" in health["counts"]
+        await broker.disconnect()  # the broker goes away under the engine
+        degraded = await engine.health()
+        await broker.connect()
+    assert degraded["status"] == "degraded"
+    assert degraded["broker"]["status"] == "unhealthy"
