@@ -37,9 +37,10 @@ from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
 from brokers._message import Delivery, Message
+from brokers.kafka.assignor import StickyInFlightAssignor
 from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compacted, stop
 from brokers.kafka.late_acks import LateAcks
-from brokers.kafka.member import Member, StickyInFlightAssignor
+from brokers.kafka.member import Member
 from brokers.kafka.records import Seq, records_by_partition, uuid_key
 from brokers.kafka.topics import Topics
 
@@ -243,7 +244,7 @@ class KafkaBroker(Broker):
             **self._settings.common,
             **self._settings.consumer,
             group_id=member.group,
-            partition_assignment_strategy=(StickyInFlightAssignor(member),),
+            partition_assignment_strategy=(StickyInFlightAssignor(member.claims),),
         )
         consumer.subscribe([member.main, member.retry], listener=member.listener())
         member.consumer = consumer

@@ -5,13 +5,8 @@ topic, a local buffer of fetched records and an :class:`OffsetTracker` per parti
 Fetched records are handed out in publish order across partitions (the head with the
 lowest publish sequence first; one partition's order is never changed), retries only
 once they are due. Acknowledgements move the trackers; the member commits what is
-contiguous before each fetch, when its partitions are revoked and when it closes.
-
-Assignment is sticky for work in flight: each member tells the group (in its join
-metadata) which partitions it holds delivered, un-acknowledged messages of, and the
-leader leaves those where they are and spreads the rest. So a rebalance does not hand
-a message still being worked on to a second member, and the first one's
-acknowledgement stays valid.
+contiguous before each fetch, when its partitions are revoked and when it closes. How
+partitions are shared among the members: :mod:`brokers.kafka.assignor`.
 """
 
 from __future__ import annotations
@@ -20,17 +15,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.cluster import ClusterMetadata
-from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
-from aiokafka.coordinator.protocol import (
-    ConsumerProtocolMemberAssignment,
-    ConsumerProtocolMemberMetadata,
-)
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -54,80 +42,6 @@ class _Held:
         self.seq = int.from_bytes(seq, "big") if seq else 0
         due = header(record, DUE_HEADER) if retry else None
         self.due = float(due) if due else 0.0
-
-
-class StickyInFlightAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
-    """Keeps partitions with un-acknowledged deliveries on their member; balances the rest."""
-
-    name = "sagaflow-sticky-inflight"
-    version = 0
-
-    def __init__(self, member: Member) -> None:
-        self._member = member
-
-    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        held = [[tp.topic, tp.partition] for tp in self._member.claims()]
-        return ConsumerProtocolMemberMetadata(self.version, sorted(topics), orjson.dumps(held))
-
-    def assign(
-        self,
-        cluster: ClusterMetadata,
-        members: Mapping[str, ConsumerProtocolMemberMetadata],
-    ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        return assign_sticky(
-            {m: list(meta.subscription) for m, meta in members.items()},
-            {m: _claims(meta.user_data) for m, meta in members.items()},
-            {
-                topic: sorted(cluster.partitions_for_topic(topic) or ())
-                for meta in members.values()
-                for topic in meta.subscription
-            },
-            self.version,
-        )
-
-    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
-        return None
-
-
-def _claims(user_data: bytes | None) -> list[TopicPartition]:
-    try:
-        return [TopicPartition(str(t), int(p)) for t, p in orjson.loads(user_data or b"[]")]
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        return []
-
-
-def assign_sticky(
-    subscriptions: Mapping[str, list[str]],
-    claims: Mapping[str, list[TopicPartition]],
-    partitions: Mapping[str, list[int]],
-    version: int = 0,
-) -> dict[str, ConsumerProtocolMemberAssignment]:
-    owner: dict[TopicPartition, str] = {}
-    load = dict.fromkeys(subscriptions, 0)
-    for member in sorted(subscriptions):
-        for tp in claims.get(member, ()):
-            known = tp.partition in partitions.get(tp.topic, ())
-            if known and tp.topic in subscriptions[member] and tp not in owner:
-                owner[tp] = member
-                load[member] += 1
-    for topic in sorted(partitions):
-        subscribed = sorted(m for m, topics in subscriptions.items() if topic in topics)
-        for partition in partitions[topic]:
-            tp = TopicPartition(topic, partition)
-            if tp in owner or not subscribed:
-                continue
-            chosen = min(subscribed, key=lambda m: (load[m], m))
-            owner[tp] = chosen
-            load[chosen] += 1
-    per_member: dict[str, dict[str, list[int]]] = {m: {} for m in subscriptions}
-    for tp, member in owner.items():
-        per_member[member].setdefault(tp.topic, []).append(tp.partition)
-    return {
-        member: ConsumerProtocolMemberAssignment(
-            version, sorted((t, sorted(ps)) for t, ps in topics.items()), b""
-        )
-        for member, topics in per_member.items()
-    }
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
