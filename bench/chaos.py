@@ -11,7 +11,7 @@ redis-postgres, kafka-postgres; the servers are started here, on loopback ports
 Kafka from the suite's Maven Central jars). It runs 3 engine and 3 worker processes
 (``orchestrator run --role engine|worker``; one ``--role both`` on the embedded
 stack), requests the sagas evenly over the run, and every few seconds SIGKILLs one of
-them or one of the servers (a killed server comes back 1–4 s later; some killed
+them or one of the servers (a killed server comes back 1 to 4 s later; some killed
 processes stay dead, one of each role always lives). Then it waits for every saga to
 end, checks every invariant (each saga ended as its input says, no outcome and no
 compensation recorded twice, every chain verifies, the broker is empty) and prints:
