@@ -8,7 +8,11 @@ without aiokafka. Modules:
   (circuit breaker, error mapping), stopping them, reading a compacted topic;
 * :mod:`brokers.kafka.topics` — topic names and their creation;
 * :mod:`brokers.kafka.records` — the record a message becomes: key, partition, headers;
-* :mod:`brokers.kafka.member` — one consume loop's membership of a consumer group;
+* :mod:`brokers.kafka.member` — one consume loop's membership of a consumer group: its
+  acknowledgements, commits and rebalances;
+* :mod:`brokers.kafka.buffer` — the records a loop fetched and handed out (publish
+  order, due retries, handing out again after the visibility timeout);
+* :mod:`brokers.kafka.assignor` — how a group's partitions are shared among its loops;
 * :mod:`brokers.kafka.offsets` — contiguous-commit tracking for one partition;
 * :mod:`brokers.kafka.late_acks` — acknowledgements after their consume loop ended.
 """

@@ -17,8 +17,9 @@ Consumer group ``g`` commits, per partition, only the contiguous acknowledged of
 (:mod:`brokers.kafka.offsets`), so a message is done only when it and everything
 before it in its partition are. A consumer that dies leaves (or times out of) the group;
 the rebalance hands its partitions to another member, which resumes from the committed
-offset: what was not acknowledged is delivered again (:mod:`brokers.kafka.member`;
-acknowledgements after a loop ended: :mod:`brokers.kafka.late_acks`). Producers are
+offset: what was not acknowledged is delivered again (:mod:`brokers.kafka.member`, who
+gets which partition: :mod:`brokers.kafka.assignor`; acknowledgements after a loop
+ended: :mod:`brokers.kafka.late_acks`). Producers are
 idempotent with ``acks=all``. Driver errors are mapped to :mod:`brokers._errors` at this
 boundary (:class:`~brokers.kafka.clients.KafkaIO`).
 """
@@ -37,7 +38,6 @@ from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
 from brokers._message import Delivery, Message
-from brokers.kafka.assignor import StickyInFlightAssignor
 from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compacted, stop
 from brokers.kafka.late_acks import LateAcks
 from brokers.kafka.member import Member
@@ -217,17 +217,20 @@ class KafkaBroker(Broker):
         self._require_connected()
         name = consumer or default_consumer_name()
         token = f"{name}#{next(self._tokens)}"
+        gid = self._topics.group_id(group)
         member = Member(
             token,
             name,
-            self._topics.group_id(group),
+            gid,
             self._topics.main(topic),
             self._topics.retry(topic, group),
             self._clock,
             self._commit_interval,
+            visibility_timeout=self.consumer_options.visibility_timeout,
+            group_name=group,
+            fetch_committed=lambda tps: self._committed_offsets(gid, tps),
         )
-        member.group_name = group
-        member.on_assigned = self._late_acks.on_assigned
+        member.gained = self._late_acks.taken
         self._members[token] = member
         inner = super().consume(topic, group, consumer=token, batch_size=batch_size)
         assert isinstance(inner, AsyncGenerator)
@@ -238,38 +241,18 @@ class KafkaBroker(Broker):
             await inner.aclose()
             await self._close_member(member)
 
-    async def _start_member(self, member: Member) -> AIOKafkaConsumer:
-        await self._ensure_topics(member.main, member.retry)
-        consumer = AIOKafkaConsumer(
-            **self._settings.common,
-            **self._settings.consumer,
-            group_id=member.group,
-            partition_assignment_strategy=(StickyInFlightAssignor(member.claims),),
-        )
-        consumer.subscribe([member.main, member.retry], listener=member.listener())
-        member.consumer = consumer
-        try:
-            await self._io(consumer.start)
-        except BaseException:
-            member.consumer = None
-            await stop(consumer)
-            raise
-        return consumer
-
     async def _fetch(
         self, topic: str, group: str, consumer: str, count: int
     ) -> Sequence[tuple[Delivery, bytes | None]]:
         member = self._members[consumer]
-        client = member.consumer or await self._start_member(member)
-        if member.due_commit():
-            await member.commit()
+        if member.consumer is None:
+            await self._ensure_topics(member.main, member.retry)
+            await member.start({**self._settings.common, **self._settings.consumer}, self._io)
         out = member.take(count)
         if out:
             return out
-        wait = member.wait_hint(self.consumer_options.block_time)
-        batches = await self._io(
-            lambda: client.getmany(timeout_ms=int(wait * 1000), max_records=max(count, 500))
-        )
+        wait = member.buffer.wait_hint(self.consumer_options.block_time)
+        batches = await self._io(lambda: member.poll(wait, max(count, 500)))
         member.add(batches)
         return member.take(count)
 
@@ -279,6 +262,7 @@ class KafkaBroker(Broker):
             return
         member.closing = True
         try:
+            await member.stop()
             await member.commit()
             if member.consumer is not None:
                 await stop(member.consumer)
@@ -291,17 +275,21 @@ class KafkaBroker(Broker):
 
     async def _ack(self, topic: str, delivery: Delivery) -> None:
         token = delivery.source
-        name, partition, offset = delivery.entry_id.rsplit(":", 2)
-        tp = TopicPartition(name, int(partition))
+        tp, offset = _entry(delivery)
         member = self._members.get(token)
         if member is not None and not member.closing:
-            member.ack(tp, int(offset))
+            member.ack(tp, offset)
             return
         if member is not None:
             await member.closed.wait()
-            member.ack(tp, int(offset))
+            member.ack(tp, offset)
         group = self._topics.group_id(delivery.group)
-        await self._late_acks.ack(group, token, tp, int(offset), tracked=member is not None)
+        await self._late_acks.ack(group, token, tp, offset, tracked=member is not None)
+
+    async def _touch(self, topic: str, delivery: Delivery) -> None:
+        member = self._members.get(delivery.source)
+        if member is not None:
+            member.buffer.touch(*_entry(delivery))
 
     async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
         name = self._topics.retry(topic, delivery.group)
@@ -343,14 +331,34 @@ class KafkaBroker(Broker):
         main, retry = self._topics.main(topic), self._topics.retry(topic, group)
         await self._ensure_topics(main, retry)
         tps = self._topics.partitions_of(main) + self._topics.partitions_of(retry)
-        util, admin = self._util, self._admin
-        assert util is not None and admin is not None
+        util = self._util
+        assert util is not None
         end = await self._io(lambda: util.end_offsets(tps))
         start = await self._io(lambda: util.beginning_offsets(tps))
-        committed = await self._io(lambda: admin.list_consumer_group_offsets(gid, partitions=tps))
+        committed = await self._committed_offsets(gid, tps)
         total = 0
         for tp in tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else start[tp]
-            total += max(0, end[tp] - max(done, start[tp]))
+            done = committed.get(tp)
+            total += max(0, end[tp] - max(start[tp] if done is None else done, start[tp]))
         return total
+
+    async def _committed_offsets(
+        self, gid: str, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """Group ``gid``'s committed offset of each of ``tps`` (``None``: none yet)."""
+        admin = self._admin
+        if admin is None:
+            self._require_connected()
+            raise AssertionError("unreachable")
+        found = await self._io(lambda: admin.list_consumer_group_offsets(gid, partitions=tps))
+        out: dict[TopicPartition, int | None] = dict.fromkeys(tps)
+        for tp, meta in found.items():
+            if meta is not None and meta.offset >= 0:
+                out[tp] = meta.offset
+        return out
+
+
+def _entry(delivery: Delivery) -> tuple[TopicPartition, int]:
+    """The partition and offset a delivery came from."""
+    name, partition, offset = delivery.entry_id.rsplit(":", 2)
+    return TopicPartition(name, int(partition)), int(offset)

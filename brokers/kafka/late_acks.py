@@ -5,7 +5,8 @@ with messages still in flight are kept here. An acknowledgement that comes later
 committed for the group (by a consumer that joins no group: Kafka accepts its commit
 while the group has no members), as long as no other member has been assigned the
 partition since; once one has, it delivers the message again and the late
-acknowledgement is dropped.
+acknowledgement is dropped. A late commit only ever moves the group's offset forward:
+if another process's member has committed further meanwhile, the tracker is dropped.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ class LateAcks:
     def adopt(self, member: Member) -> None:
         """Keep the trackers of a closing member's partitions with messages in flight."""
         for tp, tracker in member.trackers.items():
-            if member.inflight.get(tp):
+            if member.buffer.inflight.get(tp):
                 self._orphans[(member.group, tp)] = (member.token, tracker)
 
-    def on_assigned(self, member: Member, assigned: set[TopicPartition]) -> None:
+    def taken(self, member: Member, assigned: set[TopicPartition]) -> None:
+        """``member`` was assigned ``assigned``."""
         for tp in assigned:  # a live owner now: older members' trackers are moot
             self._orphans.pop((member.group, tp), None)
 
@@ -71,6 +73,10 @@ class LateAcks:
         committer.assign([tp])
         committer.pause(tp)
         try:
+            now = await committer.committed(tp)
+            if now is not None and now >= offset:  # someone went further: not ours to move
+                self._orphans.pop((group, tp), None)
+                return
             await committer.commit({tp: OffsetAndMetadata(offset, "")})
         except kerr.KafkaError as exc:
             logger.debug(

@@ -1,47 +1,58 @@
 """One ``consume`` loop's membership of a Kafka consumer group.
 
 A member owns an ``AIOKafkaConsumer`` subscribed to the topic and to its group's retry
-topic, a local buffer of fetched records and an :class:`OffsetTracker` per partition.
-Fetched records are handed out in publish order across partitions (the head with the
-lowest publish sequence first; one partition's order is never changed), retries only
-once they are due. Acknowledgements move the trackers; the member commits what is
-contiguous before each fetch, when its partitions are revoked and when it closes. How
-partitions are shared among the members: :mod:`brokers.kafka.assignor`.
+topic, a buffer of fetched records (:mod:`brokers.kafka.buffer`: publish order, due
+retries, records handed out again after ``visibility_timeout``) and an
+:class:`OffsetTracker` per partition. How partitions are shared:
+:mod:`brokers.kafka.assignor`.
+
+**Commits.** Acknowledgements move the trackers; a committer task of the member's own
+commits every partition's contiguous acknowledged offset as soon as it moves (at most
+every ``commit_interval``), whether or not the loop is fetching, and tries a failed
+commit again until it goes through. Around a rebalance: the member commits when its
+partitions are revoked, commits nothing more until the new assignment arrives (a commit
+then could only fail and make the group rebalance again), then commits what it kept.
+
+**A partition kept or regained.** A member keeps its tracker, buffer and position for
+a partition it is assigned again, unless the group's committed offset shows that
+another member moved the partition on in between (this member was out of the group):
+then it starts again from that offset, like any new holder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from brokers._errors import BrokerError
 from brokers._message import Delivery
+from brokers.kafka.assignor import StickyInFlightAssignor
+from brokers.kafka.buffer import Buffer, Held
+from brokers.kafka.clients import KafkaIO, stop
 from brokers.kafka.offsets import OffsetTracker
-from brokers.kafka.records import DUE_HEADER, SEQ_HEADER, header
 
 logger = logging.getLogger("brokers")
 
+FetchCommitted = Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartition, int | None]]]
+"""The group's committed offsets of some partitions (``None``: nothing committed)."""
 
-class _Held:
-    """A fetched record waiting in the member's buffer."""
+MAX_RETRY_DELAY = 1.0
+"""The longest wait before a failed commit is tried again."""
 
-    __slots__ = ("due", "offset", "seq", "tp", "value")
 
-    def __init__(self, tp: TopicPartition, record: Any, retry: bool) -> None:
-        self.tp = tp
-        self.offset: int = record.offset
-        self.value: bytes | None = record.value
-        seq = header(record, SEQ_HEADER)
-        self.seq = int.from_bytes(seq, "big") if seq else 0
-        due = header(record, DUE_HEADER) if retry else None
-        self.due = float(due) if due else 0.0
+def _expelled(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the group no longer knows this consumer: aiokafka resets its member id
+    (to ``""``) before rejoining after a heartbeat or commit said it was unknown."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    return getattr(coordinator, "member_id", None) == ""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -49,10 +60,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._member = member
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._member.commit()
+        await self._member.revoked()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._member.reassigned(set(assigned))
+        await self._member.assigned(set(assigned))
 
 
 class Member:
@@ -67,139 +78,198 @@ class Member:
         retry: str,
         clock: Any,
         commit_interval: float,
+        *,
+        visibility_timeout: float,
+        group_name: str,
+        fetch_committed: FetchCommitted,
     ) -> None:
         self.token = token
         self.name = name
         self.group = group
+        self.group_name = group_name
+        """The caller's group name (without the broker's prefix)."""
         self.main = main
         self.retry = retry
         self.consumer: AIOKafkaConsumer | None = None
         self.trackers: dict[TopicPartition, OffsetTracker] = {}
-        self.inflight: dict[TopicPartition, set[int]] = {}
-        self._queues: dict[TopicPartition, deque[_Held]] = {}
-        self._delayed: list[_Held] = []
-        self._clock = clock
+        self.buffer = Buffer(visibility_timeout, clock)
         self._commit_interval = commit_interval
+        self._fetch_committed = fetch_committed
         self._next_commit = 0.0
+        self._commit_lock = asyncio.Lock()
+        self._to_commit = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._rebalancing = False
         self.closing = False
         self.closed = asyncio.Event()
-        self.on_assigned: Any = None
+        self.gained: Callable[[Member, set[TopicPartition]], None] | None = None
+        """Told of every assignment (the broker's late acknowledgements)."""
 
     # -- group membership --------------------------------------------------------
 
-    def listener(self) -> ConsumerRebalanceListener:
-        return _Listener(self)
+    async def start(self, settings: dict[str, Any], io: KafkaIO) -> None:
+        """Join: start a consumer of the main and retry topics with ``settings``, and
+        the committer task."""
+        consumer = AIOKafkaConsumer(
+            **settings,
+            group_id=self.group,
+            partition_assignment_strategy=(StickyInFlightAssignor(self.buffer.claims),),
+        )
+        consumer.subscribe([self.main, self.retry], listener=_Listener(self))
+        self.consumer = consumer
+        try:
+            await io(consumer.start)
+        except BaseException:
+            self.consumer = None
+            await stop(consumer)
+            raise
+        self._committer = asyncio.create_task(
+            self._commit_forever(), name=f"kafka-commits:{self.group}/{self.token}"
+        )
 
-    def claims(self) -> list[TopicPartition]:
-        return [tp for tp, offsets in self.inflight.items() if offsets]
+    async def stop(self) -> None:
+        """Stop the committer task (the caller commits a last time)."""
+        task, self._committer = self._committer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    def reassigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in list(self.trackers):
-            if tp not in assigned:  # lost: whatever was fetched is the new owner's
-                del self.trackers[tp]
-                self.inflight.pop(tp, None)
-                self._queues.pop(tp, None)
-        self._delayed = [held for held in self._delayed if held.tp in assigned]
+    async def revoked(self) -> None:
+        """A rebalance begins: commit what is acknowledged while the group still takes
+        this member's commits, then hold commits until the new assignment. A member the
+        group expelled (its session lapsed: the process was frozen, or its loop starved
+        the event loop) forgets what it had fetched, which the group has handed to
+        another member meanwhile."""
+        self._rebalancing = True
+        if self.consumer is not None and _expelled(self.consumer):
+            for tp in {*self.trackers, *self.buffer.inflight}:
+                self._forget(tp)
+            return
+        await self.commit()
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """The new assignment: forget what is lost, check what is kept."""
+        for tp in {*self.trackers, *self.buffer.inflight} - assigned:
+            self._forget(tp)  # whatever was fetched is the new holder's
+        await self._check_kept([tp for tp in self.trackers if tp in assigned])
         consumer = self.consumer
-        for tp in assigned:
-            tracker = self.trackers.get(tp)
-            if tracker is not None and tracker.next_offset is not None and consumer is not None:
+        for tp, tracker in self.trackers.items():
+            if tracker.next_offset is not None and consumer is not None:
                 consumer.seek(tp, tracker.next_offset)  # go on after what we hold
-        if self.on_assigned is not None:
-            self.on_assigned(self, assigned)
+        self._rebalancing = False
+        if any(t.dirty for t in self.trackers.values()):
+            self._to_commit.set()
+        if self.gained is not None:
+            self.gained(self, assigned)
+
+    async def _check_kept(self, kept: list[TopicPartition]) -> None:
+        """Drop the trackers of kept partitions that another member moved on meanwhile
+        (the group's offset is past what this member committed)."""
+        if not kept:
+            return
+        try:
+            committed = await self._fetch_committed(kept)
+        except (BrokerError, KafkaError) as exc:  # keep them: the likeliest case
+            logger.debug("reading %s's committed offsets failed: %s", self.group, exc)
+            return
+        for tp in kept:
+            at, ours = committed.get(tp), self.trackers[tp].known_committed
+            if at is None or ours is None:
+                continue
+            if at > ours:
+                logger.info("%s of %s moved on to %d meanwhile; resuming there", tp, self.group, at)
+                self._forget(tp)
+            elif at < ours:
+                self.trackers[tp].moved_back(at)
+
+    def _forget(self, tp: TopicPartition) -> None:
+        self.trackers.pop(tp, None)
+        self.buffer.forget(tp)
 
     # -- fetching ------------------------------------------------------------------
 
+    async def poll(self, timeout: float, max_records: int) -> dict[TopicPartition, list[Any]]:
+        consumer = self.consumer
+        assert consumer is not None
+        batches: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=int(timeout * 1000), max_records=max_records
+        )
+        return batches
+
     def add(self, batches: Mapping[TopicPartition, list[Any]]) -> None:
         for tp, records in batches.items():
+            if not records:
+                continue
             tracker = self.trackers.get(tp)
-            if tracker is None:
-                tracker = self.trackers[tp] = OffsetTracker()
+            if tracker is None:  # tracking starts where the group's offset put us
+                tracker = self.trackers[tp] = OffsetTracker(records[0].offset)
             retry = tp.topic == self.retry
-            queue = self._queues.get(tp)
-            if queue is None and not retry:
-                queue = self._queues[tp] = deque()
             for record in records:
                 if tracker.next_offset is not None and record.offset < tracker.next_offset:
                     continue  # already held (a fetch raced a seek)
                 tracker.deliver(record.offset)
-                held = _Held(tp, record, retry)
-                if retry:
-                    self._delayed.append(held)
-                else:
-                    assert queue is not None
-                    queue.append(held)
-
-    def wait_hint(self, block: float) -> float:
-        """How long a fetch may wait before a held retry falls due."""
-        if not self._delayed:
-            return block
-        due = min(held.due for held in self._delayed)
-        wait: float = due - self._clock()
-        return max(0.0, min(block, wait))
+                self.buffer.hold(tp, record, retry)
 
     def take(self, count: int) -> list[tuple[Delivery, bytes | None]]:
-        out: list[tuple[Delivery, bytes | None]] = []
-        if self._delayed:
-            now = self._clock()
-            ready = [h for h in self._delayed if h.due <= now]
-            due = sorted(ready, key=lambda h: (h.due, h.seq))[:count]
-            if due:
-                taken = {id(h) for h in due}
-                self._delayed = [h for h in self._delayed if id(h) not in taken]
-                out.extend(self._hand_out(h) for h in due)
-        queues = [q for q in self._queues.values() if q]
-        while len(out) < count and queues:
-            queue = min(queues, key=lambda q: q[0].seq) if len(queues) > 1 else queues[0]
-            out.append(self._hand_out(queue.popleft()))
-            if not queue:
-                queues.remove(queue)
-        return out
+        return [self._delivery(held) for held in self.buffer.take(count)]
 
-    def _hand_out(self, held: _Held) -> tuple[Delivery, bytes | None]:
-        self.inflight.setdefault(held.tp, set()).add(held.offset)
+    def _delivery(self, held: Held) -> tuple[Delivery, bytes | None]:
         entry = f"{held.tp.topic}:{held.tp.partition}:{held.offset}"
         return Delivery(self.group_name, self.name, self.token, entry), held.value
-
-    group_name = ""
-    """The caller's group name (without the broker's prefix), set by the broker."""
 
     # -- acknowledgement and commits ---------------------------------------------
 
     def ack(self, tp: TopicPartition, offset: int) -> bool:
-        offsets = self.inflight.get(tp)
-        if offsets is not None:
-            offsets.discard(offset)
+        self.buffer.done(tp, offset)
         tracker = self.trackers.get(tp)
-        return tracker is not None and tracker.ack(offset)
+        if tracker is None or not tracker.ack(offset):
+            return False
+        self._to_commit.set()
+        return True
 
-    def due_commit(self) -> bool:
-        return time.monotonic() >= self._next_commit and any(
-            t.dirty for t in self.trackers.values()
-        )
-
-    async def commit(self) -> None:
-        """Commit every partition's contiguous acknowledged offset (failures are logged:
-        the messages are then delivered again, which at-least-once allows)."""
+    async def commit(self) -> bool:
+        """Commit every assigned partition's contiguous acknowledged offset; False when
+        the commit failed (logged: the committer tries again)."""
         consumer = self.consumer
         if consumer is None:
-            return
-        assigned = consumer.assignment()
-        offsets = {
-            tp: tracker.committable
-            for tp, tracker in self.trackers.items()
-            if tracker.dirty and tp in assigned
-        }
-        if not offsets:
-            return
-        self._next_commit = time.monotonic() + self._commit_interval
-        try:
-            await consumer.commit(
-                {tp: OffsetAndMetadata(off, "") for tp, off in offsets.items() if off is not None}
-            )
-        except (KafkaError, AssertionError, RuntimeError) as exc:
-            logger.debug("commit of %s for group %s failed: %s", offsets, self.group, exc)
-            return
-        for tp, off in offsets.items():
-            if off is not None and tp in self.trackers:
-                self.trackers[tp].committed(off)
+            return True
+        async with self._commit_lock:
+            assigned = consumer.assignment()
+            todo = [
+                (tp, tracker, tracker.committable)
+                for tp, tracker in self.trackers.items()
+                if tracker.dirty and tp in assigned
+            ]
+            offsets = {tp: OffsetAndMetadata(off, "") for tp, _, off in todo if off is not None}
+            if not offsets:
+                return True
+            self._next_commit = time.monotonic() + self._commit_interval
+            try:
+                await consumer.commit(offsets)
+            except (KafkaError, AssertionError, RuntimeError) as exc:
+                logger.debug("commit of %s for group %s failed: %s", offsets, self.group, exc)
+                return False
+            for _, tracker, off in todo:
+                if off is not None:
+                    tracker.committed(off)
+            return True
+
+    async def _commit_forever(self) -> None:
+        """Commit as soon as an acknowledgement moves a partition's offset (at most every
+        ``commit_interval``), and again after a failure, until it goes through."""
+        retry_delay = self._commit_interval
+        while True:
+            await self._to_commit.wait()
+            wait = self._next_commit - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._to_commit.clear()
+            if self._rebalancing:
+                continue  # the new assignment sets _to_commit again
+            if await self.commit():
+                retry_delay = self._commit_interval
+                continue
+            await asyncio.sleep(retry_delay)
+            retry_delay = min(max(retry_delay * 2, 0.05), MAX_RETRY_DELAY)
+            self._to_commit.set()

@@ -77,3 +77,14 @@ class OffsetTracker:
         """Record a successful commit of ``offset``."""
         if self._committed is None or offset > self._committed:
             self._committed = offset
+
+    @property
+    def known_committed(self) -> int | None:
+        """What the group is known to have committed (or where tracking started)."""
+        return self._committed
+
+    def moved_back(self, offset: int) -> None:
+        """The group's committed offset is found at ``offset``, behind what this tracker
+        committed: someone moved it back, so :attr:`dirty` commits ours again."""
+        if self._committed is not None and offset < self._committed:
+            self._committed = offset
