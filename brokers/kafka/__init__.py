@@ -13,6 +13,8 @@ without aiokafka. Modules:
 * :mod:`brokers.kafka.buffer` — the records a loop fetched and handed out (publish
   order, due retries, handing out again after the visibility timeout);
 * :mod:`brokers.kafka.assignor` — how a group's partitions are shared among its loops;
+* :mod:`brokers.kafka.membership` — ``consume(on_assigned=...)``: a loop reporting the
+  partitions Kafka assigned it;
 * :mod:`brokers.kafka.offsets` — contiguous-commit tracking for one partition;
 * :mod:`brokers.kafka.late_acks` — acknowledgements after their consume loop ended.
 """

@@ -18,8 +18,9 @@ Consumer group ``g`` commits, per partition, only the contiguous acknowledged of
 before it in its partition are. A consumer that dies leaves (or times out of) the group;
 the rebalance hands its partitions to another member, which resumes from the committed
 offset: what was not acknowledged is delivered again (:mod:`brokers.kafka.member`, who
-gets which partition: :mod:`brokers.kafka.assignor`; acknowledgements after a loop
-ended: :mod:`brokers.kafka.late_acks`). Producers are
+gets which partition: :mod:`brokers.kafka.assignor`, reporting it to the caller:
+:mod:`brokers.kafka.membership`; acknowledgements after a loop ended:
+:mod:`brokers.kafka.late_acks`). Producers are
 idempotent with ``acks=all``. Driver errors are mapped to :mod:`brokers._errors` at this
 boundary (:class:`~brokers.kafka.clients.KafkaIO`).
 """
@@ -37,10 +38,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
+from brokers._membership import MembershipSession, OnAssigned
 from brokers._message import Delivery, Message
 from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compacted, stop
 from brokers.kafka.late_acks import LateAcks
 from brokers.kafka.member import Member
+from brokers.kafka.membership import KafkaMembership
 from brokers.kafka.records import Seq, records_by_partition, uuid_key
 from brokers.kafka.topics import Topics
 
@@ -210,10 +213,12 @@ class KafkaBroker(Broker):
         *,
         consumer: str | None = None,
         batch_size: int = 10,
+        on_assigned: OnAssigned | None = None,
     ) -> AsyncIterator[Message]:
         """See :meth:`Broker.consume`. Each loop is one member of the Kafka group; when
         it ends it commits what is acknowledged and leaves the group, so the rest of
-        the group takes over its partitions at once."""
+        the group takes over its partitions at once. With ``on_assigned`` it reports
+        the partitions of ``topic`` Kafka assigns it (:mod:`brokers.kafka.membership`)."""
         self._require_connected()
         name = consumer or default_consumer_name()
         token = f"{name}#{next(self._tokens)}"
@@ -232,7 +237,9 @@ class KafkaBroker(Broker):
         )
         member.gained = self._late_acks.taken
         self._members[token] = member
-        inner = super().consume(topic, group, consumer=token, batch_size=batch_size)
+        inner = super().consume(
+            topic, group, consumer=token, batch_size=batch_size, on_assigned=on_assigned
+        )
         assert isinstance(inner, AsyncGenerator)
         try:
             async for message in inner:
@@ -240,6 +247,15 @@ class KafkaBroker(Broker):
         finally:
             await inner.aclose()
             await self._close_member(member)
+
+    def _join(
+        self, topic: str, group: str, consumer: str, on_assigned: OnAssigned
+    ) -> MembershipSession:
+        """Kafka's own group protocol is the membership, not leases (``consumer`` is the
+        loop's member token, see :meth:`consume`)."""
+        count = self._topics.partition_count
+        member = self._members[consumer]
+        return KafkaMembership(member, topic, group, on_assigned, lambda: count(member.main))
 
     async def _fetch(
         self, topic: str, group: str, consumer: str, count: int

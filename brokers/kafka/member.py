@@ -104,6 +104,12 @@ class Member:
         self.closed = asyncio.Event()
         self.gained: Callable[[Member, set[TopicPartition]], None] | None = None
         """Told of every assignment (the broker's late acknowledgements)."""
+        self.held: frozenset[int] | None = None
+        """The partitions of the main topic held, once the first assignment is known."""
+        self.held_changed = asyncio.Event()
+        """Set when :attr:`held` changes; a fetch watching it returns at once."""
+        self.watched = False
+        """Whether a membership session reports :attr:`held` (fetches wake on changes)."""
 
     # -- group membership --------------------------------------------------------
 
@@ -139,17 +145,20 @@ class Member:
         """A rebalance begins: commit what is acknowledged while the group still takes
         this member's commits, then hold commits until the new assignment. A member the
         group expelled (its session lapsed: the process was frozen, or its loop starved
-        the event loop) forgets what it had fetched, which the group has handed to
-        another member meanwhile."""
+        the event loop) holds nothing any more: it says so at once and forgets what it
+        had fetched, which the group has handed to another member meanwhile."""
         self._rebalancing = True
         if self.consumer is not None and _expelled(self.consumer):
             for tp in {*self.trackers, *self.buffer.inflight}:
                 self._forget(tp)
+            if self.held:
+                self.held = frozenset()
+                self.held_changed.set()
             return
         await self.commit()
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        """The new assignment: forget what is lost, check what is kept."""
+        """The new assignment: forget what is lost, check what is kept, report it."""
         for tp in {*self.trackers, *self.buffer.inflight} - assigned:
             self._forget(tp)  # whatever was fetched is the new holder's
         await self._check_kept([tp for tp in self.trackers if tp in assigned])
@@ -160,6 +169,10 @@ class Member:
         self._rebalancing = False
         if any(t.dirty for t in self.trackers.values()):
             self._to_commit.set()
+        held = frozenset(tp.partition for tp in assigned if tp.topic == self.main)
+        if held != self.held:
+            self.held = held
+            self.held_changed.set()
         if self.gained is not None:
             self.gained(self, assigned)
 
@@ -190,12 +203,27 @@ class Member:
     # -- fetching ------------------------------------------------------------------
 
     async def poll(self, timeout: float, max_records: int) -> dict[TopicPartition, list[Any]]:
+        """Fetch; a watched member returns early, empty, when its assignment changes."""
         consumer = self.consumer
         assert consumer is not None
-        batches: dict[TopicPartition, list[Any]] = await consumer.getmany(
-            timeout_ms=int(timeout * 1000), max_records=max_records
-        )
-        return batches
+        fetch = consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        if not self.watched:
+            batches: dict[TopicPartition, list[Any]] = await fetch
+            return batches
+        if self.held_changed.is_set():
+            fetch.close()
+            return {}
+        task = asyncio.ensure_future(fetch)
+        changed = asyncio.ensure_future(self.held_changed.wait())
+        try:
+            await asyncio.wait((task, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            if not task.done():  # cancelled while waiting: nothing was taken
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return {} if task.cancelled() else task.result()
 
     def add(self, batches: Mapping[TopicPartition, list[Any]]) -> None:
         for tp, records in batches.items():

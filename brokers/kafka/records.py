@@ -49,6 +49,13 @@ def murmur2_partition(key: bytes, count: int) -> int:
     return (hashed & 0x7FFFFFFF) % count
 
 
+def key_partition(key: str, count: int) -> int:
+    """The partition of ``count`` a message keyed by ``key`` (its saga id, else its
+    correlation id) is produced to: :func:`murmur2_partition` of the key's UTF-8 bytes,
+    exactly as :func:`records_by_partition` routes it."""
+    return murmur2_partition(key.encode(), count)
+
+
 def uuid_key() -> bytes:
     return uuid.uuid4().hex.encode()
 
