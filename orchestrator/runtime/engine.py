@@ -22,8 +22,8 @@ from brokers import Broker
 from eventstore import EventLog, NewRecord
 from orchestrator.core.commands import StartSaga
 from orchestrator.core.events import ResumeRequested
-from orchestrator.core.messages import Command, Event
-from orchestrator.core.react import resume, start
+from orchestrator.core.messages import Command
+from orchestrator.core.react import resume
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import UnknownSagaError
@@ -34,7 +34,13 @@ from orchestrator.runtime.ownership import Ownership
 from orchestrator.runtime.replies import ReplyConsumer
 from orchestrator.runtime.saga_log import SagaLog
 from orchestrator.runtime.scheduler import Scheduler
-from orchestrator.runtime.transition import EventFor, Transition, Transitions, constant
+from orchestrator.runtime.transition import (
+    EventFor,
+    Transition,
+    Transitions,
+    constant,
+    starting,
+)
 from orchestrator.runtime.waiters import Waiters
 from orchestrator.runtime.worker import StepWorker
 
@@ -75,6 +81,7 @@ class Engine:
         self._armed: dict[str, int] = {}
         """Saga id → the stream version whose timers this engine has armed."""
         self._log = SagaLog(store, cache_size=opts.cache_size)
+        self._start_event = starting(self.workflows)
         self._transitions = Transitions(self._log, self.workflows, self.clock, self.counts)
         self._scheduler = Scheduler(
             self.clock,
@@ -221,18 +228,6 @@ class Engine:
         if state.is_terminal:
             self._armed.pop(state.saga_id, None)
             self._waiters.finished(state)
-
-    def _start_event(
-        self, state: SagaState | None, request: StartSaga | None, now: float
-    ) -> Event | None:
-        """``SagaStarted`` for a saga a client requested and no engine started yet."""
-        if state is not None or request is None:
-            return None
-        wf = self.workflows.get(request.workflow)
-        if wf is None:
-            logger.error("saga %s asks for unknown workflow %r", request.saga_id, request.workflow)
-            return None
-        return start(wf, request.saga_id, request.input, now)
 
     async def _reissue(self, saga_id: str) -> None:
         """Send every outstanding command of the saga again, as the log holds it."""

@@ -18,7 +18,7 @@ from eventstore import NO_STREAM, ConcurrencyError, ExpectedVersion, NewRecord
 from orchestrator.core.commands import StartSaga
 from orchestrator.core.events import SagaStarted
 from orchestrator.core.messages import Command, Event, SagaMessage
-from orchestrator.core.react import react
+from orchestrator.core.react import react, start
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import OrchestratorError, SagaExistsError, UnknownWorkflowError
@@ -26,7 +26,7 @@ from orchestrator.runtime.clock import Clock
 from orchestrator.runtime.keyed_lock import KeyedLock
 from orchestrator.runtime.saga_log import Loaded, SagaLog
 
-__all__ = ["EventFor", "Transition", "Transitions"]
+__all__ = ["EventFor", "Transition", "Transitions", "constant", "starting"]
 
 logger = logging.getLogger("orchestrator")
 
@@ -155,5 +155,20 @@ def constant(event: Callable[[float], Event]) -> EventFor:
 
     def event_for(state: SagaState | None, request: StartSaga | None, now: float) -> Event | None:
         return None if state is None else event(now)
+
+    return event_for
+
+
+def starting(workflows: Mapping[str, Workflow]) -> EventFor:
+    """An ``EventFor`` that starts a saga a client requested, if no engine has yet."""
+
+    def event_for(state: SagaState | None, request: StartSaga | None, now: float) -> Event | None:
+        if state is not None or request is None:
+            return None
+        wf = workflows.get(request.workflow)
+        if wf is None:
+            logger.error("saga %s asks for unknown workflow %r", request.saga_id, request.workflow)
+            return None
+        return start(wf, request.saga_id, request.input, now)
 
     return event_for
