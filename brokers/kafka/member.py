@@ -14,9 +14,10 @@ partitions are revoked, commits nothing more until the new assignment arrives (a
 then could only fail and make the group rebalance again), then commits what it kept.
 
 **A partition kept or regained.** A member keeps its tracker, buffer and position for
-a partition it is assigned again, unless the group's committed offset shows that
-another member moved the partition on in between (this member was out of the group):
-then it starts again from that offset, like any new holder.
+a partition it is assigned again, unless it was out of the group in between: a member
+the group expelled (aiokafka resets its member id) forgets everything it had fetched,
+and a kept partition whose committed offset another member moved past this member's
+starts again from that offset, like any new holder.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ FetchCommitted = Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartiti
 
 MAX_RETRY_DELAY = 1.0
 """The longest wait before a failed commit is tried again."""
+
+CHECK_TIMEOUT = 2.0
+"""The longest a new assignment waits for the group's committed offsets."""
 
 
 def _expelled(consumer: AIOKafkaConsumer) -> bool:
@@ -181,10 +185,11 @@ class Member:
         (the group's offset is past what this member committed)."""
         if not kept:
             return
-        try:
-            committed = await self._fetch_committed(kept)
-        except (BrokerError, KafkaError) as exc:  # keep them: the likeliest case
-            logger.debug("reading %s's committed offsets failed: %s", self.group, exc)
+        try:  # briefly: aiokafka heartbeats again only once the listener returns
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                committed = await self._fetch_committed(kept)
+        except (BrokerError, KafkaError, TimeoutError) as exc:  # keep them: the likeliest
+            logger.debug("reading %s's committed offsets failed: %r", self.group, exc)
             return
         for tp in kept:
             at, ours = committed.get(tp), self.trackers[tp].known_committed
@@ -275,7 +280,7 @@ class Member:
             self._next_commit = time.monotonic() + self._commit_interval
             try:
                 await consumer.commit(offsets)
-            except (KafkaError, AssertionError, RuntimeError) as exc:
+            except Exception as exc:  # any failure: the committer tries again
                 logger.debug("commit of %s for group %s failed: %s", offsets, self.group, exc)
                 return False
             for _, tracker, off in todo:
