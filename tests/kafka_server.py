@@ -6,19 +6,29 @@ The broker's jars come from Maven Central through ``tests/kafka/pom.xml``
 once. Each server formats its own storage in a temporary directory, listens on free
 loopback ports and is stopped (or SIGKILLed) afterwards. Missing ``java``/``mvn``, a
 failed fetch or a broker that will not start raise :class:`ServerUnavailable` with the
-exact error: never a skip.
+exact error: never a skip. :class:`ChildLoop` runs a ``KafkaBroker`` consume loop in a
+process of its own, for the tests that kill or freeze a group member; :class:`GroupOffsets`
+reads a group's committed offsets as Kafka's own tools do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.servers import ServerUnavailable, free_port, port_open, wait_until
 
@@ -218,3 +228,166 @@ def _cluster_id() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+# -- a KafkaBroker consume loop in a process of its own (to kill or freeze it) ----------
+
+CHILD_LOOP = """
+import asyncio, json, sys
+from brokers import ConsumerOptions, KafkaBroker
+
+async def main(bootstrap, prefix, topic, group, mode, session):
+    options = ConsumerOptions(visibility_timeout=0.3, block_time=0.05)
+    broker = KafkaBroker(bootstrap, topic_prefix=prefix, session_timeout=float(session),
+                         consumer_options=options)
+    await broker.connect()
+
+    def say(**line):
+        print(json.dumps(line), flush=True)
+
+    async def on_assigned(assignment):
+        say(assigned=sorted(assignment.partitions), count=assignment.count)
+
+    async def ack(message, delay):
+        await asyncio.sleep(delay)
+        await broker.acknowledge(message)
+        say(acked=message.id)
+
+    pending = set()
+    async for message in broker.consume(topic, group, consumer="child", on_assigned=on_assigned):
+        name, partition, offset = message.delivery.entry_id.rsplit(":", 2)
+        say(got=message.id, topic=name, partition=int(partition), offset=int(offset),
+            key=message.headers.saga_id)
+        if mode == "all" or (mode == "odd" and int(offset) % 2):
+            await ack(message, 0)
+        elif mode == "slow":  # each one a second later, from a task of its own
+            task = asyncio.create_task(ack(message, 1.0))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+class ChildLoop:
+    """``KafkaBroker.consume(topic, group, on_assigned=...)`` in a child process that
+    writes what happens as JSON lines: ``assigned`` (its partitions), ``got`` (a message
+    delivered: topic, partition, offset, key) and ``acked``. ``mode``: ``all`` acknowledges
+    each message at once, ``odd`` only those at odd offsets (the others stay in flight),
+    ``slow`` each one a second later."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.assignments: list[frozenset[int]] = []
+        self.got: list[dict[str, Any]] = []
+        self.acked: set[str] = set()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(
+        cls, bootstrap: str, prefix: str, topic: str, group: str, *, mode: str, session: float
+    ) -> ChildLoop:
+        args = (bootstrap, prefix, topic, group, mode, str(session))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CHILD_LOOP, *args,
+            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[1],
+        )  # fmt: skip
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            event = json.loads(line)
+            if "assigned" in event:
+                self.assignments.append(frozenset(event["assigned"]))
+            elif "got" in event:
+                self.got.append(event)
+            else:
+                self.acked.add(event["acked"])
+
+    @property
+    def held(self) -> frozenset[int] | None:
+        return self.assignments[-1] if self.assignments else None
+
+    def signal(self, sig: signal.Signals) -> None:
+        """SIGKILL (a crash), SIGSTOP (a process frozen past its session), SIGCONT."""
+        self.proc.send_signal(sig)
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+        await self._reader
+
+
+class GroupOffsets:
+    """A group's committed offset and the end offset of every partition of a broker's
+    topic and of its retry topic, read through Kafka's admin API (what
+    ``kafka-consumer-groups --describe`` shows). It remembers any committed offset it
+    saw go backwards."""
+
+    def __init__(self, broker: Any, topic: str, group: str) -> None:
+        self.group = broker.topic_prefix + group  # the group id, as KafkaBroker names it
+        main = broker.kafka_topic(topic)
+        count = broker.partitions
+        retry = f"{main}.retry.{group}"
+        self.tps = [TopicPartition(name, p) for name in (main, retry) for p in range(count)]
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        self._reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+        self._highest: dict[TopicPartition, int] = {}
+        self.backwards: list[tuple[TopicPartition, int, int]] = []
+
+    async def __aenter__(self) -> GroupOffsets:
+        await self._admin.start()
+        await self._reader.start()
+        self._watch = asyncio.create_task(self._watch_forever())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._watch.cancel()
+        await asyncio.wait([self._watch])
+        await self._reader.stop()
+        await self._admin.close()
+
+    async def _watch_forever(self) -> None:
+        """Read all along, so that an offset moved back and forth again is seen."""
+        while True:
+            await self.read()
+            await asyncio.sleep(0.02)
+
+    async def read(self) -> dict[TopicPartition, tuple[int, int]]:
+        """Partition → (committed offset, -1 for none; end offset)."""
+        end = await self._reader.end_offsets(self.tps)
+        found = await self._admin.list_consumer_group_offsets(self.group, partitions=self.tps)
+        out = {}
+        for tp in self.tps:
+            meta = found.get(tp)
+            committed = meta.offset if meta is not None else -1
+            highest = self._highest.get(tp, -1)
+            if committed < highest and (tp, highest, committed) not in self.backwards:
+                self.backwards.append((tp, highest, committed))
+            self._highest[tp] = max(committed, highest)
+            out[tp] = (committed, end[tp])
+        return out
+
+    @staticmethod
+    def at_end(offsets: dict[TopicPartition, tuple[int, int]]) -> bool:
+        """Lag 0 everywhere (a partition never written to needs no commit)."""
+        return all(c == e or (c == -1 and e == 0) for c, e in offsets.values())
+
+    async def wait_for(
+        self, check: Callable[[dict[TopicPartition, tuple[int, int]]], bool], what: str
+    ) -> None:
+        """Poll until ``check(read())`` holds; fail after 30 s naming ``what``."""
+        last: dict[TopicPartition, tuple[int, int]] = {}
+        try:
+            async with asyncio.timeout(30):
+                while not check(last := await self.read()):  # noqa: ASYNC110 (server state)
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"never happened: {what}; (committed, end): {last}") from None
+
+    async def settled(self) -> None:
+        """Wait until every committed offset is its end offset; none went backwards."""
+        await self.wait_for(self.at_end, "lag 0 everywhere")
+        assert self.backwards == [], f"committed offsets went backwards: {self.backwards}"

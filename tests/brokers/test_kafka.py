@@ -1,18 +1,27 @@
 """Kafka-only behaviour beyond the contract: the commit tracker's property, message size,
-saga-keyed partitions, out-of-order acknowledgements and redelivery by rebalance."""
+saga-keyed partitions, out-of-order acknowledgements, redelivery by rebalance, committed
+offsets that reach the end through every kind of rebalance (read through Kafka's admin
+API), and group membership (``on_assigned``) with a member process killed."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import signal
 import uuid
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brokers import (
+    Assignment,
     BrokerError,
     ConfigError,
     ConsumerOptions,
@@ -21,8 +30,11 @@ from brokers import (
     MessageTooLargeError,
     MessagingConfig,
 )
+from brokers.kafka.assignor import assign_sticky
 from brokers.kafka.offsets import OffsetTracker
+from brokers.kafka.records import key_partition
 from tests.brokers.conftest import FAST_CONSUMER, FAST_REDELIVERY
+from tests.kafka_server import ChildLoop, GroupOffsets
 
 TEN_MB = 10 * 1024 * 1024
 
@@ -121,9 +133,9 @@ async def test_one_sagas_messages_share_a_partition_in_order(kafka: KafkaBroker)
     for message in got:
         assert message.delivery is not None
         _, partition, _offset = message.delivery.entry_id.rsplit(":", 2)
-        saga = message.headers.saga_id
-        assert saga is not None
-        per_saga.setdefault(saga, []).append((int(partition), message.payload["step"]))
+        key = message.headers.saga_id
+        assert key is not None
+        per_saga.setdefault(key, []).append((int(partition), message.payload["step"]))
     for saga, seen in per_saga.items():
         assert len({p for p, _ in seen}) == 1, f"{saga} spread over partitions: {seen}"
         assert [s for _, s in seen] == list(range(5))
@@ -145,6 +157,24 @@ async def test_out_of_order_acks_never_commit_past_an_unacknowledged_message(
     again = await _take(kafka, "ooo", "g", 3)  # the consumer is gone: all come back
     assert [m.payload["i"] for m in again] == [0, 1, 2]
     assert await kafka.get_consumer_lag("ooo", "g") == 0
+
+
+async def test_a_message_its_handler_dropped_comes_again_and_the_commit_moves_on(
+    kafka: KafkaBroker,
+) -> None:
+    # The handler of the first message dies without acknowledging it (or its nack
+    # fails): after the visibility timeout (0.3 s) the same loop hands it out again.
+    ids = await kafka.publish_batch("drop", [{"i": i} for i in range(3)], headers={"saga_id": "x"})
+    seen: list[str] = []
+    async with asyncio.timeout(20):
+        async for message in kafka.consume("drop", "g"):
+            seen.append(message.id)
+            if message.id != ids[0] or seen.count(ids[0]) > 1:
+                await kafka.acknowledge(message)
+            if seen.count(ids[0]) == 2 and set(ids) <= set(seen):
+                break
+    assert seen[:3] == ids
+    assert await kafka.get_consumer_lag("drop", "g") == 0
 
 
 async def test_a_crashed_member_s_messages_go_to_the_other_member(kafka: KafkaBroker) -> None:
@@ -249,3 +279,249 @@ def test_config_builds_a_kafka_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(broker, KafkaBroker)
     assert broker.bootstrap_servers == ["k1:9092", "k2:9092"]
     assert "secret" not in repr(config)
+
+
+# -- committed offsets through rebalances, read as Kafka's own tools read them ----------
+
+SESSION = 3.0
+"""The session timeout of the members killed or frozen below, and of their survivors."""
+ALL = frozenset(range(4))
+"""Every partition of the topics below (``partitions=4``)."""
+
+
+def test_a_key_s_partition_is_the_one_aiokafka_s_default_partitioner_picks() -> None:
+    everything = sorted(ALL)
+    for i in range(500):
+        key = f"saga-{uuid.UUID(int=i)}"
+        expected = DefaultPartitioner()(key.encode(), everything, everything)
+        assert key_partition(key, len(ALL)) == expected
+
+
+def test_claims_stay_up_to_a_fair_share_and_retries_go_beside_their_partition() -> None:
+    tp = TopicPartition
+    topics = ["t", "t.retry.g"]
+    got = assign_sticky(
+        {"a": topics, "b": topics},
+        {"a": [tp("t", 0), tp("t", 1), tp("t.retry.g", 2)], "b": []},  # a is busy everywhere
+        {"t": [0, 1, 2, 3], "t.retry.g": [0, 1, 2, 3]},
+    )
+    held = {m: {(t, p) for t, ps in a.assignment for p in ps} for m, a in got.items()}
+    assert {p for t, p in held["a"] if t == "t"} == {0, 1}  # its claims, up to 2 of 4
+    assert {p for t, p in held["b"] if t == "t"} == {2, 3}
+    for pairs in held.values():
+        assert {p for t, p in pairs if t == "t.retry.g"} == {p for t, p in pairs if t == "t"}
+
+
+async def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            while not check():  # noqa: ASYNC110 (polls what other tasks and processes do)
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"never happened within {seconds} s: {what}")
+
+
+class Worker:
+    """A consume loop of group ``g`` on ``t`` that acknowledges every message after a
+    random delay from a task of its own (so out of order), nacks a tenth of them once
+    (the retry topic) and keeps those ``hold`` picks in flight; it records its
+    assignments, and each message it received with the partitions it held then."""
+
+    def __init__(
+        self, broker: KafkaBroker, name: str, hold: Callable[[Message], bool] = lambda m: False
+    ) -> None:
+        self.broker = broker
+        self.hold = hold
+        self.held: list[Message] = []
+        self.assignments: list[Assignment] = []
+        self.received: list[tuple[Message, frozenset[int]]] = []
+        self.done: set[str] = set()
+        self._acks: set[asyncio.Task[None]] = set()
+        self.task = asyncio.create_task(self._run(name))
+
+    async def _assigned(self, assignment: Assignment) -> None:
+        self.assignments.append(assignment)
+
+    @property
+    def partitions(self) -> frozenset[int] | None:
+        return self.assignments[-1].partitions if self.assignments else None
+
+    async def _run(self, name: str) -> None:
+        async for message in self.broker.consume(
+            "t", "g", consumer=name, batch_size=8, on_assigned=self._assigned
+        ):
+            self.received.append((message, self.partitions or frozenset()))
+            if self.hold(message):
+                self.held.append(message)
+                continue
+            task = asyncio.create_task(self._finish(message))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+
+    async def _finish(self, message: Message) -> None:
+        await asyncio.sleep(random.random() * 0.02)
+        if message.retry_count == 0 and zlib.crc32(message.id.encode()) % 10 == 0:
+            await self.broker.nack(message, "once more")
+        else:
+            await self.broker.acknowledge(message)
+            self.done.add(message.id)
+
+    async def stop(self) -> None:
+        """End the loop (it leaves the group); acknowledgements under way still land."""
+        self.task.cancel()
+        await asyncio.wait([self.task])
+        await asyncio.gather(*self._acks)
+
+
+def split(a: frozenset[int] | None, b: frozenset[int] | None) -> bool:
+    """Both hold some, none twice, every partition once."""
+    if not a or not b:
+        return False
+    return not a & b and a | b == ALL
+
+
+async def _publish(broker: KafkaBroker, n: int) -> set[str]:
+    ids: set[str] = set()
+    for saga in range(n // 4):  # keyed, so every partition gets some
+        payloads = [{"step": step} for step in range(4)]
+        ids |= set(await broker.publish_batch("t", payloads, headers={"saga_id": f"s{saga}"}))
+    return ids
+
+
+def _broker(bootstrap: str, **options: Any) -> KafkaBroker:
+    options = {"consumer_options": FAST_CONSUMER, "retry": FAST_REDELIVERY, **options}
+    prefix = f"r-{uuid.uuid4().hex[:8]}."
+    return KafkaBroker(bootstrap, topic_prefix=prefix, partitions=len(ALL), **options)
+
+
+@pytest.fixture
+async def survivor(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
+    broker = _broker(kafka_bootstrap, session_timeout=SESSION)
+    await broker.connect()
+    yield broker
+    await broker.disconnect()
+
+
+async def test_commits_reach_the_end_after_members_join_leave_and_rejoin(
+    survivor: KafkaBroker,
+) -> None:
+    broker = survivor
+    async with GroupOffsets(broker, "t", "g") as offsets:
+        ids = await _publish(broker, 80)
+        a = Worker(broker, "a")
+        await until(lambda: len(a.done) >= 20, "a works alone")
+        b = Worker(broker, "b")  # joins
+        await until(lambda: split(a.partitions, b.partitions), "a and b split the partitions")
+        ids |= await _publish(broker, 80)
+        await until(lambda: len(b.done) >= 10, "b works")
+        await a.stop()  # leaves normally, acknowledging late what it had in flight
+        await until(lambda: b.partitions == ALL, "b holds everything")
+        c = Worker(broker, "c")  # joins: b gives up half, then regains it
+        ids |= await _publish(broker, 80)
+        await until(lambda: split(b.partitions, c.partitions), "b and c split the partitions")
+        await c.stop()
+        ids |= await _publish(broker, 40)
+        await until(lambda: ids <= a.done | b.done | c.done, "every message acknowledged")
+        await offsets.settled()  # lag 0, and no committed offset ever went backwards
+        await b.stop()
+
+
+async def test_commits_follow_acknowledgements_while_the_loops_wait_for_messages(
+    kafka_bootstrap: str,
+) -> None:
+    # A loop waits up to block_time (30 s) for messages: a commit that waited for its
+    # next fetch would come after the 30 s the polls below allow.
+    broker = _broker(kafka_bootstrap, consumer_options=ConsumerOptions(0.3, block_time=30.0))
+    await broker.connect()
+
+    def first_of_partition_0(message: Message) -> bool:
+        assert message.delivery is not None
+        return message.delivery.entry_id == f"{broker.kafka_topic('t')}:0:0"
+
+    try:
+        async with GroupOffsets(broker, "t", "g") as offsets:
+            ids = await _publish(broker, 80)
+            a = Worker(broker, "a", hold=first_of_partition_0)
+            await until(lambda: bool(a.held), "a holds the first message of p0")
+            b = Worker(broker, "b")  # joins; a keeps p0, its message in flight
+            await until(lambda: split(a.partitions, b.partitions), "a and b split the partitions")
+            await until(lambda: ids <= a.done | b.done | {m.id for m in a.held}, "all handled")
+            p0 = TopicPartition(broker.kafka_topic("t"), 0)
+
+            def all_but_p0(now: dict[TopicPartition, tuple[int, int]]) -> bool:
+                rest = {tp: ce for tp, ce in now.items() if tp != p0}
+                return GroupOffsets.at_end(rest) and now[p0][0] <= 0  # p0 waits for offset 0
+
+            await offsets.wait_for(all_but_p0, "every partition but p0 at its end")
+            assert 0 in (a.partitions or ())  # a kept the partition of its message in flight
+            await broker.acknowledge(a.held[0])
+            await offsets.settled()
+            await a.stop()
+            await b.stop()
+    finally:
+        await broker.disconnect()
+
+
+async def _child(broker: KafkaBroker, mode: str) -> ChildLoop:
+    servers = broker.bootstrap_servers
+    assert isinstance(servers, str)
+    prefix = broker.topic_prefix
+    child = await ChildLoop.start(servers, prefix, "t", "g", mode=mode, session=SESSION)
+    await until(lambda: child.held == ALL, "the child process holds every partition")
+    return child
+
+
+async def test_a_killed_member_s_partitions_move_with_their_keys_and_commits_reach_the_end(
+    survivor: KafkaBroker,
+) -> None:
+    async with GroupOffsets(survivor, "t", "g") as offsets:
+        child = await _child(survivor, "odd")  # even offsets stay in flight: out of order
+        try:
+            worker = Worker(survivor, "survivor")
+            await until(lambda: split(child.held, worker.partitions), "disjoint, covering all")
+            ids = await _publish(survivor, 160)
+            await until(lambda: len(child.got) >= 40, "the child has messages in flight")
+            assignment = worker.assignments[-1]
+            assert assignment.count == len(ALL) and assignment.partitioner is key_partition
+            for message, held in worker.received:  # a keyed message reaches its key's holder
+                assert message.headers.saga_id is not None
+                assert key_partition(message.headers.saga_id, len(ALL)) in held
+            for event in child.got:
+                assert key_partition(event["key"], len(ALL)) == event["partition"]
+                assert child.held is not None and event["partition"] in child.held
+            child.signal(signal.SIGKILL)
+            # Its session lapses after SESSION; the survivor hears of the rebalance at its
+            # next heartbeat and reports it from its loop at once.
+            await until(lambda: worker.partitions == ALL, "the survivor holds every partition",
+                        seconds=SESSION + 5)  # fmt: skip
+            await until(lambda: ids <= worker.done, "the survivor redelivered and acknowledged")
+            await offsets.settled()
+            await worker.stop()
+        finally:
+            await child.close()
+
+
+async def test_a_member_frozen_past_its_session_comes_back_without_moving_commits_back(
+    survivor: KafkaBroker,
+) -> None:
+    async with GroupOffsets(survivor, "t", "g") as offsets:
+        child = await _child(survivor, "slow")  # acknowledges each message a second later
+        try:
+            worker = Worker(survivor, "survivor")
+            await until(lambda: split(child.held, worker.partitions), "the two split the work")
+            ids = await _publish(survivor, 80)
+            await until(lambda: len(child.got) >= 10, "the child has messages in flight")
+            child.signal(signal.SIGSTOP)  # frozen: expelled after its session timeout
+            await until(lambda: worker.partitions == ALL, "the survivor holds every partition")
+            await until(lambda: ids <= worker.done, "the survivor did the frozen one's work")
+            await offsets.settled()
+            rejoined = len(child.assignments)
+            child.signal(signal.SIGCONT)  # acknowledges late, is refused, joins again
+            await until(lambda: len(child.assignments) > rejoined and bool(child.held),
+                        "the child holds partitions again")  # fmt: skip
+            more = await _publish(survivor, 80)
+            await until(lambda: more <= worker.done | child.acked, "the new messages are done")
+            await offsets.settled()  # and no committed offset ever went backwards
+            await worker.stop()
+        finally:
+            await child.close()
