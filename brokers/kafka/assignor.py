@@ -2,14 +2,16 @@
 
 The group's leader runs :func:`assign_sticky` (assignor ``sagaflow-sticky-inflight``):
 
-* **Sticky for work in flight, up to a fair share.** Each member tells the group (in its
+* **Balanced.** Each topic's partitions are split evenly: every member gets
+  ``partitions // members`` of them, and the members with the most claims (below) one
+  more, until the remainder is used up. So a busy member cannot keep a joining one idle.
+* **Sticky for work in flight, within that share.** Each member tells the group (in its
   join metadata) which partitions it holds delivered, un-acknowledged messages of; the
-  leader leaves those where they are, so a rebalance does not hand a message still being
-  worked on to a second member, and the first one's acknowledgement stays valid. A
-  member keeps at most ``ceil(partitions / members)`` of a topic that way, so a busy
-  member cannot keep a joining one idle; what it has to give up is delivered again by
-  its new holder (at-least-once).
-* **Balanced.** The other partitions go, in order, to the member holding the fewest.
+  leader leaves those where they are, up to the member's share, so a rebalance does not
+  hand a message still being worked on to a second member, and the first one's
+  acknowledgement stays valid. What a member has to give up beyond its share is
+  delivered again by its new holder (at-least-once). The other partitions go, in order,
+  to the members below their share.
 * **Retries beside their messages.** Partition ``p`` of a retry topic ``t.retry.g``
   goes to the member holding partition ``p`` of ``t`` (a claim on either counts for
   both), so the loop that holds a key's partition also receives the key's retries.
@@ -17,7 +19,6 @@ The group's leader runs :func:`assign_sticky` (assignor ``sagaflow-sticky-inflig
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 
 import orjson
@@ -105,16 +106,25 @@ def assign_sticky(
         members = subscribed(topic)
         if not members:
             continue
-        load = dict.fromkeys(members, 0)
         known = set(partitions[topic])
-        fair = math.ceil(len(known) / len(members))
-        for member in members:  # in-flight work stays, up to a fair share
-            for p in _claimed(claims.get(member, ()), topic, retry_of):
+        claimed = {m: _claimed(claims.get(m, ()), topic, retry_of, known) for m in members}
+        # An even split; the members with the most claims take the remainder.
+        base, extra = divmod(len(known), len(members))
+        ranked = sorted(members, key=lambda m: (-len(claimed[m]), m))
+        quota = {m: base + (i < extra) for i, m in enumerate(ranked)}
+        load = dict.fromkeys(members, 0)
+        for member in members:  # in-flight work stays, up to the member's quota
+            for p in claimed[member]:
                 tp = TopicPartition(topic, p)
-                if p in known and tp not in owner and load[member] < fair:
+                if tp not in owner and load[member] < quota[member]:
                     owner[tp] = member
                     load[member] += 1
-        spread(topic, members, load)
+        for p in partitions[topic]:
+            tp = TopicPartition(topic, p)
+            if tp not in owner:
+                chosen = min(members, key=lambda m: (load[m] >= quota[m], load[m], m))
+                owner[tp] = chosen
+                load[chosen] += 1
     for topic, main in sorted(retry_of.items()):
         members = subscribed(topic)
         if not members:
@@ -137,7 +147,9 @@ def assign_sticky(
     }
 
 
-def _claimed(held: Iterable[TopicPartition], topic: str, retry_of: Mapping[str, str]) -> list[int]:
+def _claimed(
+    held: Iterable[TopicPartition], topic: str, retry_of: Mapping[str, str], known: set[int]
+) -> list[int]:
     """The partitions of ``topic`` a member claims: in flight on it or on its retry topic."""
     found = {tp.partition for tp in held if tp.topic == topic or retry_of.get(tp.topic) == topic}
-    return sorted(found)
+    return sorted(found & known)

@@ -297,19 +297,25 @@ def test_a_key_s_partition_is_the_one_aiokafka_s_default_partitioner_picks() -> 
         assert key_partition(key, len(ALL)) == expected
 
 
-def test_claims_stay_up_to_a_fair_share_and_retries_go_beside_their_partition() -> None:
+def test_claims_stay_within_an_even_split_and_retries_go_beside_their_partition() -> None:
     tp = TopicPartition
     topics = ["t", "t.retry.g"]
+
+    def held(got: dict[str, Any], member: str, topic: str = "t") -> set[int]:
+        return {p for t, ps in got[member].assignment if t == topic for p in ps}
+
     got = assign_sticky(
         {"a": topics, "b": topics},
         {"a": [tp("t", 0), tp("t", 1), tp("t.retry.g", 2)], "b": []},  # a is busy everywhere
         {"t": [0, 1, 2, 3], "t.retry.g": [0, 1, 2, 3]},
     )
-    held = {m: {(t, p) for t, ps in a.assignment for p in ps} for m, a in got.items()}
-    assert {p for t, p in held["a"] if t == "t"} == {0, 1}  # its claims, up to 2 of 4
-    assert {p for t, p in held["b"] if t == "t"} == {2, 3}
-    for pairs in held.values():
-        assert {p for t, p in pairs if t == "t.retry.g"} == {p for t, p in pairs if t == "t"}
+    assert held(got, "a") == {0, 1} and held(got, "b") == {2, 3}  # its claims, up to 2 of 4
+    for member in "ab":
+        assert held(got, member, "t.retry.g") == held(got, member)
+    busy = {"a": [tp("t", 0), tp("t", 1)], "b": [tp("t", 2), tp("t", 3)], "c": []}
+    got = assign_sticky(dict.fromkeys("abc", topics), busy, {"t": [0, 1, 2, 3]})
+    assert sorted(len(held(got, m)) for m in "abc") == [1, 1, 2]  # c joining gets one
+    assert held(got, "a") <= {0, 1} and held(got, "b") <= {2, 3}
 
 
 async def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
