@@ -341,8 +341,8 @@ class Broker(BrokerStorage):
 
     async def keep_alive(self, message: Message) -> None:
         """Say that ``message`` is still being worked on: it stays with its consumer for
-        another ``visibility_timeout`` instead of going to another member of the group
-        (Redis, in-memory). On Kafka a message stays with its member until a rebalance."""
+        another ``visibility_timeout`` instead of being handed out again (to another
+        member of the group on Redis and in memory; on Kafka, by the same loop)."""
         await self._touch(message.topic, self._delivery_of(message))
 
     async def nack(self, message: Message, reason: str, requeue: bool = True) -> None:

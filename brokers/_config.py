@@ -104,6 +104,11 @@ class KafkaConfig(BaseModel):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     linger_ms: Annotated[int, Field(ge=0)] = 5
+    session_timeout: Annotated[float, Field(ge=1)] = 10.0
+    """Seconds the group waits for a silent member before its partitions move (a dead
+    engine's sagas, a dead worker's commands); Kafka servers refuse less than their
+    ``group.min.session.timeout.ms`` (6 s by default)."""
+    heartbeat_interval: Annotated[float, Field(gt=0)] | None = None
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     message_ttl_days: Annotated[float, Field(gt=0)] = 7
     dlq_ttl_days: Annotated[float, Field(gt=0)] = 30

@@ -231,18 +231,24 @@ class Engine:
 
     async def _reissue(self, saga_id: str) -> None:
         """Send every outstanding command of the saga again, as the log holds it."""
-        await self._adopt(saga_id, True)
+        await self._adopt(saga_id, True, mine=True)
 
-    async def _adopt(self, saga_id: str, resend: bool) -> None:
+    async def _adopt(self, saga_id: str, resend: bool, *, mine: bool = False) -> bool:
         """Arm the saga's timers from the log and (``resend``) send again every command
-        it has out with no outcome, same id."""
-        loaded = await self._log.load(saga_id, fresh=True)
-        state = loaded.state
-        if state is None or state.workflow not in self.workflows:
-            return
+        it has out with no outcome, same id; unless (not ``mine``) this engine is the one
+        driving the saga at that version: checked under the saga's lock, so a transition
+        this engine is in the middle of is never taken for another engine's work."""
+        async with self._transitions.lock(saga_id):
+            loaded = await self._log.load(saga_id, fresh=True)
+            state = loaded.state
+            if state is None or state.workflow not in self.workflows:
+                return False
+            if not mine and self._armed.get(saga_id) == loaded.version:
+                return False
+            self._armed[saga_id] = loaded.version
         wf = self.workflows[state.workflow]
-        self._armed[saga_id] = loaded.version
         await self._dispatcher.execute(wf, state, resume(wf, state), publish=resend)
+        return True
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

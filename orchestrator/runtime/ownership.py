@@ -34,9 +34,12 @@ __all__ = ["Ownership"]
 logger = logging.getLogger("orchestrator")
 
 PickUp = Callable[[str], Awaitable[None]]
-Adopt = Callable[[str, bool], Awaitable[None]]
+Adopt = Callable[[str, bool], Awaitable[bool]]
 """``adopt(saga_id, resend)``: load the saga, arm its timers, and (``resend``) send its
-outstanding commands again."""
+outstanding commands again; False if this engine turned out to be driving it."""
+
+_ADOPT_AT_ONCE = 32
+"""Sagas adopted concurrently (each a read of its stream and a publish)."""
 
 
 class Ownership:
@@ -148,27 +151,31 @@ class Ownership:
         """Every unfinished saga of the store for which ``selected`` holds and whose head
         this engine has not armed: pick up (requested) or adopt (started)."""
         after = ""
-        while True:
-            page = await self._store.streams(STREAM_PREFIX, after=after, limit=self._page_size)
-            for info in page:
-                if info.last_type == FinishSaga.type_name:
-                    continue
-                saga_id = saga_of(info.stream_id)
-                if not selected(saga_id):
-                    continue
-                if self._known_version(saga_id) == info.version:
-                    continue  # this engine is driving it: its timers are armed here
+        slots = asyncio.Semaphore(_ADOPT_AT_ONCE)
+
+        async def take(saga_id: str, requested: bool) -> None:
+            async with slots:
                 try:
-                    if info.last_type == StartSaga.type_name:
+                    if requested:
                         await self._pick_up(saga_id)
-                    else:
-                        await self._adopt(saga_id, resend)
-                        if resend:
-                            self._counts["adopted"] += 1
+                    elif await self._adopt(saga_id, resend) and resend:
+                        self._counts["adopted"] += 1
                 except StoreUnavailableError:
                     raise  # the whole scan is tried again once the store is back
                 except Exception:
                     logger.exception("could not adopt saga %s", saga_id)
+
+        while True:
+            page = await self._store.streams(STREAM_PREFIX, after=after, limit=self._page_size)
+            work = [
+                take(saga_of(info.stream_id), info.last_type == StartSaga.type_name)
+                for info in page
+                if info.last_type != FinishSaga.type_name
+                and selected(saga_of(info.stream_id))
+                # a saga this engine is driving has its timers armed here already
+                and self._known_version(saga_of(info.stream_id)) != info.version
+            ]
+            await asyncio.gather(*work)
             if len(page) < self._page_size:
                 return
             after = page[-1].stream_id

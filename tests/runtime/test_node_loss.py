@@ -115,6 +115,10 @@ async def test_node_loss_on_kafka_and_postgres(
     prefix = f"nl{uuid.uuid4().hex[:6]}."
     messaging = {
         "broker_type": "kafka",
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix},
+        "kafka": {
+            "bootstrap_servers": [kafka_bootstrap],
+            "topic_prefix": prefix,
+            "session_timeout": 6,  # the server's minimum: a dead member moves on sooner
+        },
     }
     await _run_node_loss("kafka", messaging, postgres_url, tmp_path)
