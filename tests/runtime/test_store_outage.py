@@ -31,8 +31,8 @@ def postgres() -> Iterator[PostgresServer]:
 
 async def _wait_for(store: EventStore, saga_id: str, record_type: str) -> None:
     async with asyncio.timeout(20):
-        while record_type not in [r.type for r in await store.read_stream(f"saga-{saga_id}")]:
-            await asyncio.sleep(0.02)  # noqa: ASYNC110 (a condition in the store)
+        while record_type not in [r.type for r in await store.read_stream(f"saga-{saga_id}")]:  # noqa: ASYNC110 (a condition in the store)
+            await asyncio.sleep(0.02)
 
 
 async def test_replies_and_a_timer_wait_for_the_store_and_nothing_is_dead_lettered(
