@@ -87,7 +87,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Try it:  orchestrator demo
     Serve:   orchestrator run
-    Start:   orchestrator start order_fulfilment --input '{"sku": "A1", "qty": 2}' --wait
+    Start:   orchestrator start esg_report --wait --input '{"company": "ACME",
+             "year": 2024, "activities": {"scope1": {"diesel_l": 1200}}}'
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
