@@ -40,6 +40,8 @@ outstanding commands again; False if this engine turned out to be driving it."""
 
 _ADOPT_AT_ONCE = 32
 """Sagas adopted concurrently (each a read of its stream and a publish)."""
+_START_AT_ONCE = 64
+"""Requested sagas started concurrently by intake."""
 
 
 class Ownership:
@@ -130,17 +132,28 @@ class Ownership:
                 logger.exception("sweep of owned sagas failed; trying again in %ss", interval)
 
     async def intake(self, after_position: int, poll_interval: float) -> None:
-        """Start every owned saga requested after ``after_position``, until cancelled."""
+        """Start every owned saga requested after ``after_position``, until cancelled:
+        up to ``_START_AT_ONCE`` at a time, so their appends share group commits."""
+        slots = asyncio.Semaphore(_START_AT_ONCE)
+
+        async def take(saga_id: str) -> None:
+            try:
+                await _patiently(functools.partial(self._pick_up, saga_id), "intake")
+            except Exception:
+                logger.exception("could not start saga %s", saga_id)
+            finally:
+                slots.release()
+
         async for record in self._store.subscribe(
             after_position, types={StartSaga.type_name}, poll_interval=poll_interval
         ):
             saga_id = saga_of(record.stream_id)
             if not self.owns(saga_id):
                 continue  # its owner takes it in (or adopts it, should the owner die)
-            try:
-                await _patiently(functools.partial(self._pick_up, saga_id), "intake")
-            except Exception:
-                logger.exception("could not start saga of %s", record.stream_id)
+            await slots.acquire()
+            task = asyncio.create_task(take(saga_id), name="orchestrator-start")
+            self._work.add(task)
+            task.add_done_callback(self._work.discard)
 
     async def close(self) -> None:
         for task in list(self._work):
