@@ -87,7 +87,9 @@ async def _serve(settings: Settings, *, role: str) -> None:
                 highlight=False,
             )
             await stop.wait()
-            console.print(f"stopping; {engine.counts}", highlight=False)
+            console.print(
+                f"stopping; counts {json.dumps(engine.counts)}", highlight=False, soft_wrap=True
+            )
     finally:
         await broker.disconnect()
         if store is not None:

@@ -75,7 +75,16 @@ class Engine:
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.options = opts = options or EngineOptions()
         self.counts: dict[str, int] = dict.fromkeys(
-            ("started", "completed", "compensated", "failed", "conflicts", "reissued", "adopted"),
+            (
+                "started",
+                "completed",
+                "compensated",
+                "failed",
+                "conflicts",
+                "reissued",
+                "adopted",
+                "duplicates",
+            ),
             0,
         )
         self._armed: dict[str, int] = {}

@@ -118,6 +118,8 @@ class Transitions:
                         continue
                     if state is None and event is None:
                         logger.debug("nothing to deliver to saga %s", saga_id)
+                    elif event is not None:
+                        self._counts["duplicates"] += 1  # a redelivery, absorbed
                     return None
                 started = isinstance(event, SagaStarted)
                 written: list[SagaMessage] = [event, *commands]

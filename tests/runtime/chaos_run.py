@@ -44,6 +44,9 @@ class ChaosReport:
     recovery: dict[str, list[float]] = field(default_factory=dict)
     """Kind of kill → seconds from each kill to the first saga finished after it."""
     adopted: int = 0
+    duplicates: int = 0
+    """Replies and timers that changed nothing (redeliveries absorbed), counted by the
+    engines that stopped cleanly at the end: a lower bound."""
     lost: int = 0
     """Sagas not finished when the run ended (must be 0)."""
 
@@ -54,6 +57,7 @@ class ChaosReport:
             f"{dict(sorted(self.statuses.items()))}",
             f"kills: {len(self.kills)} {dict(sorted(kinds.items()))}; "
             f"sagas adopted by surviving engines: {self.adopted}",
+            f"redelivered events absorbed as duplicates (at least): {self.duplicates}",
         ]
         for kind, times in sorted(self.recovery.items()):
             out.append(f"  after a {kind} kill, first saga finished: {p50_p95(times)}")
@@ -154,4 +158,5 @@ async def run_chaos(
             kills = [k for k in report.kills if k[1] == kind]
             report.recovery[kind] = recovery_times(kills, finished)
         report.adopted = sum(count for _, count in cluster.adoptions())
+        report.duplicates = cluster.counts()["duplicates"]
         return report

@@ -11,6 +11,7 @@ invariants every run must keep.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -178,6 +179,16 @@ class Cluster:
             f"--- {p.name}\n{p.log.read_text(errors='replace')[-chars:]}" for p in self.procs
         )
 
+    def counts(self) -> Counter[str]:
+        """The engines' counts, summed over every engine that stopped cleanly (a killed
+        one prints none: these are lower bounds)."""
+        total: Counter[str] = Counter()
+        for proc in self.procs:
+            if proc.role in ("engine", "both") and proc.log.exists():
+                for found in _COUNTS.findall(proc.log.read_text(errors="replace")):
+                    total.update(json.loads(found))
+        return total
+
     def adoptions(self) -> list[tuple[float, int]]:
         """(when, how many sagas) of every adoption the engines logged."""
         out = []
@@ -190,6 +201,8 @@ class Cluster:
 
 
 PROCESS_KINDS = ("engine", "worker", "both")
+
+_COUNTS = re.compile(r"^stopping; counts (\{.*\})$", re.M)
 
 _ADOPTED = re.compile(r"^(\S+ \S+) INFO orchestrator: adopted (\d+) sagas", re.M)
 
