@@ -13,7 +13,7 @@ __all__ = ["Backoff"]
 @dataclass(slots=True)
 class Backoff:
     """Delays of ``initial``, doubling up to ``cap`` seconds, each shortened by up to
-    ``jitter`` of itself; ``reset()`` once the operation worked again."""
+    ``jitter`` of itself. One per outage: a new operation starts a new one."""
 
     initial: float = 0.1
     cap: float = 5.0
@@ -32,6 +32,3 @@ class Backoff:
     def attempts(self) -> int:
         """Delays handed out since the last reset."""
         return self._attempt
-
-    def reset(self) -> None:
-        self._attempt = 0

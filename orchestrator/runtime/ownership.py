@@ -180,14 +180,16 @@ class Ownership:
 
         while True:
             page = await self._store.streams(STREAM_PREFIX, after=after, limit=self._page_size)
-            work = [
-                take(saga_of(info.stream_id), info.last_type == StartSaga.type_name)
-                for info in page
-                if info.last_type != FinishSaga.type_name
-                and selected(saga_of(info.stream_id))
-                # a saga this engine is driving has its timers armed here already
-                and self._known_version(saga_of(info.stream_id)) != info.version
-            ]
+            work = []
+            for info in page:
+                saga_id = saga_of(info.stream_id)
+                if (
+                    info.last_type != FinishSaga.type_name
+                    and selected(saga_id)
+                    # a saga this engine is driving has its timers armed here already
+                    and self._known_version(saga_id) != info.version
+                ):
+                    work.append(take(saga_id, info.last_type == StartSaga.type_name))
             await asyncio.gather(*work)
             if len(page) < self._page_size:
                 return

@@ -95,9 +95,6 @@ class SagaLog:
         entry = self._cache.get(saga_id)
         return entry.version if entry else None
 
-    def forget(self, saga_id: str) -> None:
-        self._cache.pop(saga_id, None)
-
     async def append(
         self,
         saga_id: str,
