@@ -1,10 +1,13 @@
-"""The hash chain, exactly as docs/CHAIN.md specifies it.
+"""The hash chains, exactly as docs/CHAIN.md specifies them.
 
-``hash = sha256(utf8(prev_hash + canonical_json(body)))`` where ``body`` holds
-``data, kind, metadata, prev_hash, recorded_at, stream_id, type, version`` and the
-canonical JSON is Python's ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
-ensure_ascii=False, allow_nan=False)``. The first record of a stream links to
-``genesis_hash(stream_id)``.
+Each stream: ``hash = sha256(utf8(prev_hash + body))`` where ``body`` is the canonical
+JSON object of ``data, kind, metadata, prev_hash, recorded_at, stream_id, type, version``
+with ``data`` and ``metadata`` as their stored text, and the canonical JSON is Python's
+``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+allow_nan=False)``. The first record of a stream links to ``genesis_hash(stream_id)``.
+
+The store: ``log_hash = sha256(utf8(prev_log_hash + hash + str(position)))``, linking
+every record to the one before it in commit order; position 1 links to ``LOG_GENESIS``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import json.encoder
 from typing import Any
 
 _GENESIS_PREFIX = b"eventstore.genesis\x00"
+
+LOG_GENESIS = hashlib.sha256(b"eventstore.log.genesis").hexdigest()
+"""The ``prev_log_hash`` of the store's first record (position 1)."""
 
 
 _ENCODER = json.JSONEncoder(
@@ -86,3 +92,51 @@ def body_json(
 
 def chain_hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def log_link(prev_log_hash: str, hash_: str, position: int) -> str:
+    """The store-wide link of the record at ``position`` whose hash is ``hash_``."""
+    return hashlib.sha256(f"{prev_log_hash}{hash_}{position}".encode()).hexdigest()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+
+
+def text_problem(text: object, what: str) -> tuple[str, str] | None:
+    """Why stored ``text`` is not the canonical JSON text of an object, as ``(reason,
+    detail)``: ``"unreadable record"`` (not text, not JSON, not an object) or
+    ``"non-canonical text"``; None when it is canonical.
+
+    The reader's rule: a record's ``data`` and ``metadata`` must be exactly
+    ``canonical_json`` of the object they parse to, so that no two readers (nor the
+    database's own JSON functions) can take different values from one hashed text:
+    duplicate keys, whitespace, other float or escape forms are refused.
+    """
+    if not isinstance(text, str):
+        return "unreadable record", f"{what} is {type(text).__name__}, not text"
+    try:
+        value = _STRICT.decode(text)
+    except ValueError as exc:
+        return "unreadable record", f"{what} is not JSON: {exc}"
+    if not isinstance(value, dict):
+        return "unreadable record", f"{what} is a JSON {type(value).__name__}, not an object"
+    try:
+        canonical = canonical_json(value)
+    except ValueError as exc:  # a number too large for a float (1e400) reads as inf
+        return "non-canonical text", f"{what} has no canonical form: {exc}"
+    if canonical != text:
+        return "non-canonical text", f"{what} is not canonical JSON: {text[:80]!r}"
+    return None

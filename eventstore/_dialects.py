@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import event, make_url, text
@@ -112,19 +113,42 @@ def normalise_url(url: str) -> URL:
     )
 
 
+def _read_only_sqlite(url: URL, given: str) -> URL:
+    """The URL that opens an existing SQLite file without writing anything.
+
+    A file no process has open (no ``-wal`` beside it) is opened ``immutable``, so not
+    even the ``-wal``/``-shm`` files of WAL mode are created; one in use is opened
+    ``mode=ro`` and read through the WAL its writer keeps.
+    """
+    if url.database in (None, "", ":memory:"):
+        raise EventStoreError(f"{given}: an in-memory database holds no store to read")
+    path = Path(url.database)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise EventStoreError(f"no event store at {given}: {path} {what}")
+    mode = {"mode": "ro"} if Path(f"{path}-wal").exists() else {"immutable": "1"}
+    return url.set(database=f"file:{path.resolve()}", query={**mode, "uri": "true"})
+
+
 def create_engine(
     url: str,
     *,
     sqlite_synchronous: SqliteSynchronous = "FULL",
     busy_timeout_ms: int = 30_000,
     connect_timeout: float = 10.0,
+    read_only: bool = False,
 ) -> tuple[AsyncEngine, Dialect]:
+    """An engine for ``url``; ``read_only``: one that cannot write, nor create a database
+    that does not exist."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return _postgres_engine(parsed, connect_timeout), Dialect("postgresql", in_memory=False)
+        engine = _postgres_engine(parsed, connect_timeout, read_only)
+        return engine, Dialect("postgresql", in_memory=False)
     in_memory = parsed.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {}
-    if in_memory:
+    if read_only:
+        parsed = _read_only_sqlite(parsed, url)
+    elif in_memory:
         kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     engine = create_async_engine(parsed, **kwargs)
 
@@ -133,9 +157,10 @@ def create_engine(
         # Take transaction control from the driver: we emit BEGIN ourselves below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not in_memory:
+        if not in_memory and not read_only:
             cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+        if not read_only:
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
@@ -148,10 +173,11 @@ def create_engine(
     return engine, Dialect("sqlite", in_memory=in_memory)
 
 
-def _postgres_engine(url: URL, connect_timeout: float) -> AsyncEngine:
-    engine = create_async_engine(
-        url, pool_size=5, max_overflow=10, connect_args={"timeout": connect_timeout}
-    )
+def _postgres_engine(url: URL, connect_timeout: float, read_only: bool) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"timeout": connect_timeout}
+    if read_only:  # every transaction of the session refuses to write, server-side
+        connect_args["server_settings"] = {"default_transaction_read_only": "on"}
+    engine = create_async_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args)
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

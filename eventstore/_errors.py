@@ -8,6 +8,9 @@ Tree::
     ├── SchemaError             the database schema does not match the code
     │   ├── SchemaTooNewError   written by a newer release; refused
     │   └── SchemaOutdatedError older; upgrade with ``orchestrator migrate`` / ``migrate()``
+    ├── CorruptRecordError      a stored record cannot be read back (names it)
+    ├── ReadOnlyError           a write to a store opened read-only
+    ├── SigningKeyError         a checkpoint signing or public key cannot be loaded
     ├── StoreClosedError        the store was closed
     └── StorageError            the database failed (driver error attached as __cause__)
         └── StoreUnavailableError  the database cannot be reached (server down, starting
@@ -52,6 +55,32 @@ class SchemaTooNewError(SchemaError):
 
 class SchemaOutdatedError(SchemaError):
     """The database schema is older than the code; it must be migrated explicitly."""
+
+
+class CorruptRecordError(EventStoreError):
+    """A stored record cannot be read back: its data or metadata is not a JSON object.
+
+    The store never writes such a record; someone changed the database. ``verify``
+    names it too, as the first broken record.
+    """
+
+    def __init__(self, position: object, stream_id: object, version: object, reason: str):
+        self.position = position
+        self.stream_id = stream_id
+        self.version = version
+        self.reason = reason
+        super().__init__(
+            f"stream {stream_id!r} version {version} (position {position}) cannot be read: "
+            f"{reason}; run `orchestrator verify` for the chain report"
+        )
+
+
+class ReadOnlyError(EventStoreError):
+    """A write was asked of a store opened with ``read_only=True``."""
+
+
+class SigningKeyError(EventStoreError):
+    """A checkpoint signing key or public key cannot be read or is not ed25519."""
 
 
 class StoreClosedError(EventStoreError):

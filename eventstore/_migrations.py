@@ -8,26 +8,112 @@ Never edit a released migration: add the next one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ._canonical import LOG_GENESIS, log_link
 from ._errors import SchemaError, SchemaOutdatedError, SchemaTooNewError
 from ._schema import schema_versions
+
+Step = str | Callable[[AsyncConnection], Awaitable[None]]
+"""A DDL statement, or a data step run in the migration's transaction."""
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     description: str
-    sqlite: tuple[str, ...]
-    postgresql: tuple[str, ...]
+    sqlite: tuple[Step, ...]
+    postgresql: tuple[Step, ...]
 
-    def statements(self, dialect: str) -> tuple[str, ...]:
+    def statements(self, dialect: str) -> tuple[Step, ...]:
         return self.sqlite if dialect == "sqlite" else self.postgresql
+
+
+async def _link_existing_records(conn: AsyncConnection) -> None:
+    """Give every record already stored its store-wide link, in position order."""
+    prev_log, after = LOG_GENESIS, 0
+    while True:
+        page = (
+            await conn.execute(
+                text(
+                    "SELECT position, hash FROM records WHERE position > :after "
+                    "ORDER BY position LIMIT 5000"
+                ),
+                {"after": after},
+            )
+        ).all()
+        if not page:
+            return
+        updates = []
+        for position, hash_ in page:
+            prev_log = log_link(prev_log, hash_, position)
+            updates.append({"log": prev_log, "position": position})
+        await conn.execute(
+            text("UPDATE records SET log_hash = :log WHERE position = :position"), updates
+        )
+        after = page[-1][0]
+
+
+_SQLITE_NO_UPDATE = """CREATE TRIGGER records_no_update BEFORE UPDATE ON records
+            BEGIN SELECT RAISE(ABORT, 'records are immutable: UPDATE refused'); END"""
+
+# An INSERT must extend both chains at their ends: the next position, the stream's next
+# version, linked to the stream's last hash. The checks also stop INSERT OR REPLACE
+# (REPLACE deletes without firing the DELETE trigger) and upserts before they start.
+_SQLITE_APPEND_ONLY = """CREATE TRIGGER records_append_only BEFORE INSERT ON records
+WHEN NEW.position IS NOT (SELECT COALESCE(MAX(position), 0) + 1 FROM records)
+  OR NEW.version IS NOT (
+    SELECT COALESCE(MAX(version), 0) + 1 FROM records WHERE stream_id = NEW.stream_id)
+  OR (NEW.version > 1 AND NEW.prev_hash IS NOT (
+    SELECT hash FROM records WHERE stream_id = NEW.stream_id AND version = NEW.version - 1))
+  OR length(NEW.log_hash) IS NOT 64
+BEGIN SELECT RAISE(ABORT,
+  'records are append-only: an INSERT must extend the chain at the next position'); END"""
+
+_PG_APPEND_ONLY = (
+    r"""CREATE FUNCTION records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last_position BIGINT := 0;
+    last_log CHAR(64) := '"""
+    + LOG_GENESIS
+    + r"""';
+    last_version INTEGER := 0;
+    last_hash CHAR(64);
+BEGIN
+    SELECT position, log_hash INTO last_position, last_log
+        FROM records ORDER BY position DESC LIMIT 1;
+    IF NOT FOUND THEN
+        last_position := 0;
+        last_log := '"""
+    + LOG_GENESIS
+    + r"""';
+    END IF;
+    SELECT version, hash INTO last_version, last_hash
+        FROM records WHERE stream_id = NEW.stream_id ORDER BY version DESC LIMIT 1;
+    IF NOT FOUND THEN
+        last_version := 0;
+        last_hash := encode(sha256('\x6576656e7473746f72652e67656e6573697300'::bytea
+                                   || convert_to(NEW.stream_id, 'UTF8')), 'hex');
+    END IF;
+    IF NEW.position IS DISTINCT FROM last_position + 1
+       OR NEW.version IS DISTINCT FROM last_version + 1
+       OR NEW.prev_hash IS DISTINCT FROM last_hash
+       OR NEW.log_hash IS DISTINCT FROM encode(sha256(convert_to(
+            last_log || NEW.hash || NEW.position::text, 'UTF8')), 'hex') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'integrity_constraint_violation',
+            MESSAGE = format('records are append-only: an INSERT must extend the chain at '
+                             'the next position (%s) and the next version of %L (%s)',
+                             last_position + 1, NEW.stream_id, last_version + 1);
+    END IF;
+    RETURN NEW;
+END $$"""
+)
 
 
 _SCHEMA_TABLE = """CREATE TABLE eventstore_schema (
@@ -66,8 +152,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "immutability: triggers refuse UPDATE and DELETE of records",
         sqlite=(
-            """CREATE TRIGGER records_no_update BEFORE UPDATE ON records
-            BEGIN SELECT RAISE(ABORT, 'records are immutable: UPDATE refused'); END""",
+            _SQLITE_NO_UPDATE,
             """CREATE TRIGGER records_no_delete BEFORE DELETE ON records
             BEGIN SELECT RAISE(ABORT, 'records are immutable: DELETE refused'); END""",
         ),
@@ -78,6 +163,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             FOR EACH ROW EXECUTE FUNCTION records_immutable()""",
             """CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON records
             FOR EACH STATEMENT EXECUTE FUNCTION records_immutable()""",
+        ),
+    ),
+    Migration(
+        3,
+        "store-wide chain (log_hash); append-only: an INSERT must extend the chains",
+        sqlite=(
+            "ALTER TABLE records ADD COLUMN log_hash CHAR(64) NOT NULL DEFAULT ''",
+            "DROP TRIGGER records_no_update",
+            _link_existing_records,
+            _SQLITE_NO_UPDATE,
+            _SQLITE_APPEND_ONLY,
+        ),
+        postgresql=(
+            "ALTER TABLE records ADD COLUMN log_hash CHAR(64)",
+            "ALTER TABLE records DISABLE TRIGGER records_no_update_delete",
+            _link_existing_records,
+            "ALTER TABLE records ENABLE TRIGGER records_no_update_delete",
+            "ALTER TABLE records ALTER COLUMN log_hash SET NOT NULL",
+            _PG_APPEND_ONLY,
+            """CREATE TRIGGER records_append_only BEFORE INSERT ON records
+            FOR EACH ROW EXECUTE FUNCTION records_append_only()""",
         ),
     ),
 )
@@ -115,8 +221,11 @@ async def apply_migrations(
     for migration in MIGRATIONS:
         if migration.version <= current or (upto is not None and migration.version > upto):
             continue
-        for statement in migration.statements(dialect):
-            await conn.execute(text(statement))
+        for step in migration.statements(dialect):
+            if isinstance(step, str):
+                await conn.execute(text(step))
+            else:
+                await step(conn)
         await conn.execute(
             schema_versions.insert().values(
                 version=migration.version,

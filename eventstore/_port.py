@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
+from ._checkpoints import PublicKeys
 from ._records import AppendResult, ExpectedVersion, NewRecord, Record, StreamInfo
-from ._verify import VerifyReport
+from ._verify import NotedHead, VerifyReport
 
 
 class StoreHealth(TypedDict):
@@ -82,6 +83,15 @@ class EventLog(Protocol):
         """Whether the database answers a trivial query within ``timeout`` seconds; never
         raises."""
 
-    async def verify(self, stream_id: str | None = None, *, page_size: int = 2000) -> VerifyReport:
-        """Recompute the chain of one stream or of the whole log; the report's ``head``
-        is the last record that verified."""
+    async def verify(
+        self,
+        stream_id: str | None = None,
+        *,
+        page_size: int = 2000,
+        keys: PublicKeys | None = None,
+        sealed: bool = False,
+        against: NotedHead | None = None,
+    ) -> VerifyReport:
+        """Recompute the chains of one stream or of the whole log (checkpoint signatures
+        against ``keys``; ``sealed``: every record signed; ``against``: a noted head must
+        still be there); the report's ``head`` is the last record that verified."""

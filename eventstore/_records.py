@@ -9,6 +9,8 @@ from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
+from ._errors import CorruptRecordError
+
 RecordKind = Literal["command", "event"]
 RECORD_KINDS: Final = frozenset({"command", "event"})
 
@@ -51,6 +53,28 @@ class Record(NamedTuple):
     """UTC time of the append, RFC 3339 with microseconds (``2026-12-01T09:00:00.000000Z``)."""
     prev_hash: str
     hash: str
+    """``sha256(prev_hash + canonical body)``: the stream's chain."""
+    log_hash: str = ""
+    """``sha256(prev log_hash + hash + position)``: the store-wide chain, in commit order
+    (empty in a store of schema version 2 or older, which has none)."""
+
+
+class StoredRecord(NamedTuple):
+    """A record exactly as the database holds it: ``data`` and ``metadata`` are the stored
+    text, and nothing is checked. What the verifier reads, so that nothing a forger
+    stored can stop it from naming the record."""
+
+    position: Any
+    stream_id: Any
+    version: Any
+    kind: Any
+    type: Any
+    data: Any
+    metadata: Any
+    recorded_at: Any
+    prev_hash: Any
+    hash: Any
+    log_hash: Any
 
 
 def _loads(text: str) -> Any:
@@ -60,13 +84,25 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
+def _object(text: Any, name: str, where: tuple[Any, Any, Any]) -> dict[str, Any]:
+    try:
+        value = _loads(text)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecordError(*where, f"{name} is not JSON: {exc}") from None
+    if type(value) is not dict:
+        raise CorruptRecordError(*where, f"{name} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[Record]:
-    """Records from rows of the ten columns in ``Record``'s order, data and metadata as
-    JSON text."""
-    return [
-        Record(p, s, v, k, t, _loads(d), _loads(m), at, prev, h)
-        for (p, s, v, k, t, d, m, at, prev, h) in rows
-    ]
+    """Records from rows of the eleven columns in ``Record``'s order, data and metadata
+    as JSON text. ``CorruptRecordError`` names a row whose data or metadata is not a JSON
+    object (which the store never writes: only a hand in the database does)."""
+    records = []
+    for p, s, v, k, t, d, m, at, prev, h, log in rows:
+        data, metadata = _object(d, "data", (p, s, v)), _object(m, "metadata", (p, s, v))
+        records.append(Record(p, s, v, k, t, data, metadata, at, prev, h, log))
+    return records
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._canonical import LOG_GENESIS
+
 if TYPE_CHECKING:
     from ._dialects import Dialect
 
@@ -25,13 +27,18 @@ Head = tuple[int, str]
 """A stream's last version and hash."""
 
 _INSERT_COLUMNS = (
-    "position, stream_id, version, kind, type, data, metadata, recorded_at, prev_hash, hash"
+    "position, stream_id, version, kind, type, data, metadata, recorded_at, prev_hash, hash, "
+    "log_hash"
 )
-_MAX_POSITION = "SELECT COALESCE(MAX(position), 0) FROM records"
+_LOG_HEAD = "SELECT position, log_hash FROM records ORDER BY position DESC LIMIT 1"
+
+LogHead = tuple[int, str]
+"""The store's last position and its log hash (``(0, LOG_GENESIS)`` when empty)."""
 
 
 class WriteConflict(Exception):
-    """The database refused a batch for a uniqueness violation: a head cache was stale."""
+    """The database refused a batch as not extending a stream's chain (a uniqueness
+    violation, or the append-only trigger): a head cache was stale."""
 
 
 class DriverSession(Protocol):
@@ -47,7 +54,8 @@ class DriverSession(Protocol):
     def transaction(self) -> Any:
         """An async context manager: BEGIN with the write lock; COMMIT, or ROLLBACK."""
 
-    async def max_position(self) -> int: ...
+    async def log_head(self) -> LogHead:
+        """The store's last position and its log hash, inside the write lock."""
 
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]: ...
 
@@ -118,7 +126,7 @@ class SqliteSession:
 
     def __init__(self, driver: Any) -> None:
         self._db = driver
-        self._insert = f"INSERT INTO records ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+        self._insert = f"INSERT INTO records ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 11)})"
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -136,10 +144,10 @@ class SqliteSession:
     async def fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return list(await self._db.execute_fetchall(sql, params))
 
-    async def max_position(self) -> int:
-        async with self._db.execute(_MAX_POSITION) as cursor:
+    async def log_head(self) -> LogHead:
+        async with self._db.execute(_LOG_HEAD) as cursor:
             row = await cursor.fetchone()
-        return int(row[0])
+        return (0, LOG_GENESIS) if row is None else (int(row[0]), str(row[1]))
 
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]:
         sql = _heads_sql(len(stream_ids), ("?" for _ in stream_ids))
@@ -161,7 +169,7 @@ class PostgresSession:
     def __init__(self, driver: Any, lock_key: int) -> None:
         self._db = driver
         self._lock_key = lock_key
-        marks = ", ".join(f"${i}" for i in range(1, 11))
+        marks = ", ".join(f"${i}" for i in range(1, 12))
         self._insert = f"INSERT INTO records ({_INSERT_COLUMNS}) VALUES ({marks})"
 
     @asynccontextmanager
@@ -178,8 +186,9 @@ class PostgresSession:
     async def fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self._db.fetch(sql, *params)]
 
-    async def max_position(self) -> int:
-        return int(await self._db.fetchval(_MAX_POSITION))
+    async def log_head(self) -> LogHead:
+        row = await self._db.fetchrow(_LOG_HEAD)
+        return (0, LOG_GENESIS) if row is None else (int(row[0]), str(row[1]))
 
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]:
         sql = _heads_sql(len(stream_ids), (f"${i}" for i in range(1, len(stream_ids) + 1)))
@@ -191,5 +200,8 @@ class PostgresSession:
 
         try:
             await self._db.executemany(self._insert, rows)
-        except asyncpg.UniqueViolationError as exc:
-            raise WriteConflict(str(exc)) from exc
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # 23505: UNIQUE(stream_id, version); 23000: the append-only trigger.
+            if exc.sqlstate in ("23505", "23000"):
+                raise WriteConflict(str(exc)) from exc
+            raise

@@ -16,8 +16,16 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ._checkpoints import CheckpointSigner, PublicKeys
 from ._dialects import SqliteSynchronous, create_engine
-from ._errors import StorageError, StoreClosedError, StoreUnavailableError
+from ._errors import (
+    EventStoreError,
+    ReadOnlyError,
+    SchemaError,
+    StorageError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
 from ._migrations import LATEST_VERSION, apply_migrations, check_version, schema_version
 from ._port import StoreHealth
 from ._records import (
@@ -31,16 +39,14 @@ from ._records import (
 from ._schema import records, stream_heads
 from ._sessions import WriterConnection
 from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
-from ._verify import ChainVerifier, VerifyReport
+from ._verify import ChainVerifier, NotedHead, VerifyReport
+from ._verify_reads import verify_rows
 from ._writer import GroupCommitWriter, PendingAppend, WriterStats
 
 T = TypeVar("T")
 logger = logging.getLogger("eventstore")
 
-_SELECT = (
-    "SELECT position, stream_id, version, kind, type, data, metadata, recorded_at, "
-    "prev_hash, hash FROM records"
-)
+_COLUMNS = "position, stream_id, version, kind, type, data, metadata, recorded_at, prev_hash, hash"
 
 
 def _utc_now() -> datetime:
@@ -56,6 +62,12 @@ class EventStore:
 
     Through an outage of the database every operation fails fast with
     ``StoreUnavailableError``; the next one after the server is back reconnects.
+
+    ``read_only=True`` opens an existing store to read and verify it: nothing is created,
+    migrated or written (a missing or foreign database is an ``EventStoreError``). With a
+    ``signer`` the store appends a signed checkpoint of its head every
+    ``checkpoint_every`` records it writes, when records have waited
+    ``checkpoint_interval`` seconds unsigned, and when it closes (docs/CHAIN.md).
     """
 
     def __init__(
@@ -67,13 +79,27 @@ class EventStore:
         sqlite_synchronous: SqliteSynchronous = "FULL",
         max_batch_records: int = 512,
         connect_timeout: float = 10.0,
+        read_only: bool = False,
+        signer: CheckpointSigner | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
     ) -> None:
+        if checkpoint_every < 1 or checkpoint_interval <= 0:
+            raise ValueError("need checkpoint_every >= 1 and checkpoint_interval > 0")
+        if read_only and signer is not None:
+            raise ValueError("a read-only store cannot sign checkpoints")
         self.url = url
         self.limits = limits or Limits()
+        self.read_only = read_only
         self._clock = clock
         self._engine, self._dialect = create_engine(
-            url, sqlite_synchronous=sqlite_synchronous, connect_timeout=connect_timeout
+            url,
+            sqlite_synchronous=sqlite_synchronous,
+            connect_timeout=connect_timeout,
+            read_only=read_only,
         )
+        self._schema = LATEST_VERSION
+        self._select = f"SELECT {_COLUMNS}, log_hash FROM records"
         # A :memory: database is one connection: every use of it takes turns.
         self._gate: asyncio.Lock | None = asyncio.Lock() if self._dialect.in_memory else None
         self._committed = asyncio.Event()
@@ -84,6 +110,9 @@ class EventStore:
             self._notify,
             self._dialect.unavailable,
             max_batch_records=max_batch_records,
+            signer=signer,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval=checkpoint_interval,
         )
         self._closed = False
         self._reads: set[asyncio.Future[Any]] = set()
@@ -99,12 +128,43 @@ class EventStore:
         """
         store = cls(url, **options)
         try:
-            await store._prepare_schema(migrate=migrate)
+            if store.read_only:
+                await store._check_schema()
+            else:
+                await store._prepare_schema(migrate=migrate)
         except BaseException:
             await store._engine.dispose()
             raise
-        store._writer.start()
+        if not store.read_only:
+            store._writer.start()
         return store
+
+    async def _check_schema(self) -> None:
+        """Read-only: the database must hold a store this code can read."""
+        try:
+            async with self._connection() as conn:
+                found = await schema_version(conn)
+        except EventStoreError:
+            raise
+        except Exception as exc:
+            if self._dialect.unavailable(exc):
+                raise StoreUnavailableError("opening the event store", exc) from exc
+            reason = getattr(exc, "orig", None) or exc
+            raise StorageError(f"cannot read an event store at {self.url}: {reason}") from exc
+        if found is None:
+            raise SchemaError(
+                f"{self.url} is not an event store: it has no eventstore_schema table"
+            )
+        if found > LATEST_VERSION:
+            check_version(found, url=self.url)
+        self._schema = found
+        if found < 3:  # before the store-wide chain
+            self._select = f"SELECT {_COLUMNS}, '' AS log_hash FROM records"
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database (older ones are readable read-only)."""
+        return self._schema
 
     async def _prepare_schema(self, *, migrate: bool) -> None:
         try:
@@ -177,6 +237,8 @@ class EventStore:
         the stream's last record. Raises ``ConcurrencyError`` when it does not match and
         ``InvalidRecordError`` for bad input; in both cases nothing is written.
         """
+        if self.read_only:
+            raise ReadOnlyError(f"the store at {self.url} was opened read-only")
         check_stream_id(stream_id, self.limits)
         expected = check_expected_version(expected_version)
         prepared = prepare_records(stream_id, records, self.limits)
@@ -196,7 +258,7 @@ class EventStore:
         self, stream_id: str, from_version: int = 1, limit: int | None = None
     ) -> list[Record]:
         """The records of ``stream_id`` from ``from_version`` on, in version order."""
-        sql = _SELECT + " WHERE stream_id = %s AND version >= %s ORDER BY version"
+        sql = self._select + " WHERE stream_id = %s AND version >= %s ORDER BY version"
         params: tuple[Any, ...] = (stream_id, from_version)
         if limit is not None:
             sql, params = sql + " LIMIT %s", (*params, limit)
@@ -213,7 +275,7 @@ class EventStore:
 
         ``types`` keeps only records of those types (a projection that needs few).
         """
-        sql = _SELECT + " WHERE position > %s"
+        sql = self._select + " WHERE position > %s"
         params: list[Any] = [after_position]
         if types is not None:
             wanted = sorted(set(types))
@@ -255,17 +317,22 @@ class EventStore:
                 raise StoreUnavailableError(what, exc) from exc
             raise
 
+    async def _fetch_rows(
+        self, what: str, template: str, params: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        # Straight to the driver: for bulk reads SQLAlchemy's row processing costs more
+        # than the decoding we must do anyway.
+        async def fetch(conn: AsyncConnection) -> list[tuple[Any, ...]]:
+            raw = await conn.get_raw_connection()
+            session = self._dialect.driver_session(raw.driver_connection)
+            return await session.fetch(session.sql(template), *params)
+
+        return await self._read(what, fetch)
+
     async def _fetch_records(
         self, what: str, template: str, params: tuple[Any, ...]
     ) -> list[Record]:
-        # Straight to the driver: for bulk reads SQLAlchemy's row processing costs more
-        # than the decoding we must do anyway.
-        async def fetch(conn: AsyncConnection) -> list[Record]:
-            raw = await conn.get_raw_connection()
-            session = self._dialect.driver_session(raw.driver_connection)
-            return records_from_rows(await session.fetch(session.sql(template), *params))
-
-        return await self._read(what, fetch)
+        return records_from_rows(await self._fetch_rows(what, template, params))
 
     async def _scalar(self, what: str, query: Any) -> int:
         async def run(conn: AsyncConnection) -> int:
@@ -385,26 +452,44 @@ class EventStore:
 
     # -- verifying --------------------------------------------------------------------
 
-    async def verify(self, stream_id: str | None = None, *, page_size: int = 2000) -> VerifyReport:
-        """Recompute the hash chain of one stream, or of the whole store in commit order.
+    async def verify(
+        self,
+        stream_id: str | None = None,
+        *,
+        page_size: int = 2000,
+        keys: PublicKeys | None = None,
+        sealed: bool = False,
+        against: NotedHead | None = None,
+    ) -> VerifyReport:
+        """Recompute the chains of one stream, or of the whole store in commit order.
 
-        Over the whole store positions must also run 1, 2, 3 … with no gap (the writer
-        assigns them so), which catches a deleted record at the end of its stream. Reads
-        ``page_size`` records at a time; the report's ``head`` is the last record that
-        verified.
+        Reads the records exactly as stored, ``page_size`` at a time; the report's
+        ``first_broken`` names the first record that does not verify, and ``head`` the
+        last that did. Over the whole store: positions must run 1, 2, 3 … with no gap
+        and the store-wide chain must hold; ``keys`` checks every checkpoint's
+        signature, ``sealed`` requires a checkpoint after the last record, ``against``
+        requires the store to still hold that noted head. One stream is checked with its
+        records' neighbours in commit order. docs/CHAIN.md says what each finds.
         """
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, not {page_size}")
-        verifier = ChainVerifier(contiguous=stream_id is None)
-        after = 0  # a position over the whole store, a version in one stream
-        while True:
-            if stream_id is None:
-                page = await self.read_all(after, page_size)
-            else:
-                page = await self.read_stream(stream_id, after + 1, page_size)
-            for record in page:
-                if not verifier.feed(record):
-                    return verifier.report()
-            if len(page) < page_size:
-                return verifier.report()
-            after = page[-1].position if stream_id is None else page[-1].version
+        whole = stream_id is None
+        log_chain = self._schema >= 3
+        verifier = ChainVerifier(
+            contiguous=whole,
+            log_chain=log_chain,
+            keys=keys,
+            sealed=sealed and whole,
+            against=against if whole else None,
+        )
+
+        async def fetch(template: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            return await self._fetch_rows("verify", template, params)
+
+        return await verify_rows(
+            fetch, verifier, stream_id=stream_id, log_chain=log_chain, page_size=page_size
+        )
+
+    async def checkpoint(self) -> AppendResult:
+        """Append a signed checkpoint of the store's head now (needs a ``signer``)."""
+        if self.read_only:
+            raise ReadOnlyError(f"the store at {self.url} was opened read-only")
+        return await self._writer.checkpoint()

@@ -7,6 +7,10 @@ Stream heads are cached in memory; ``UNIQUE(stream_id, version)`` is the backsto
 cache made stale by another process, in which case the batch is rolled back and each
 append is retried alone against heads read inside the write lock.
 
+With a signer, the writer also appends a signed checkpoint of the store-wide head at the
+end of a batch once ``checkpoint_every`` records were written since the last one, when
+records have waited ``checkpoint_interval`` seconds unsigned, and when it closes.
+
 When the database cannot be reached, the batch and everything queued behind it fail at
 once with ``StoreUnavailableError`` (the writer does not retry: its callers decide), the
 session drops its connection, and the next batch connects afresh.
@@ -15,6 +19,7 @@ session drops its connection, and the next batch connects afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -23,7 +28,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._canonical import body_json, chain_hash, genesis_hash
+from ._canonical import body_json, canonical_json, chain_hash, genesis_hash, log_link
+from ._checkpoints import CHECKPOINT_STREAM, CHECKPOINT_TYPE, CheckpointSigner
 from ._errors import (
     ConcurrencyError,
     EventStoreError,
@@ -50,6 +56,8 @@ class WriterStats:
     """Write transactions committed (one per batch, plus retries)."""
     rejected: int = 0
     """Appends refused with a ConcurrencyError."""
+    checkpoints: int = 0
+    """Signed checkpoints committed."""
 
 
 @dataclass(slots=True)
@@ -59,6 +67,8 @@ class PendingAppend:
     records: list[PreparedRecord]
     expected: ExpectedVersion
     future: asyncio.Future[AppendResult]
+    checkpoint: bool = False
+    """A signed checkpoint: its one record is made when the batch is planned."""
 
 
 def _format_time(moment: datetime) -> str:
@@ -85,6 +95,9 @@ class GroupCommitWriter:
         *,
         max_batch_records: int = 512,
         max_cached_heads: int = 100_000,
+        signer: CheckpointSigner | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
     ) -> None:
         self._open_session = open_session
         self._clock = clock
@@ -99,6 +112,13 @@ class GroupCommitWriter:
         self._closing = False
         self._committing = False  # the last _write got as far as its COMMIT
         self._down_since: float | None = None  # the first failure of an outage
+        self._signer = signer
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
+        self._unsigned = 0  # records this writer committed since its last checkpoint
+        self._unsigned_since = 0.0  # when the first of them was committed
+        self._checkpoint_queued = False
+        self._sealed = False  # the shutdown checkpoint was queued
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -111,8 +131,57 @@ class GroupCommitWriter:
         self._wake.set()
         return await pending.future
 
+    def checkpoint(self) -> asyncio.Future[AppendResult]:
+        """Queue a signed checkpoint of the store-wide head; its future is the append."""
+        if self._signer is None:
+            raise EventStoreError("no signing key: open the store with a signer to checkpoint")
+        if self._closing or self._task is None or self._task.done():
+            raise StoreClosedError("the event store is closed")
+        pending = self._checkpoint_pending()
+        self._queue.append(pending)
+        self._wake.set()
+        return pending.future
+
+    def _checkpoint_pending(self) -> PendingAppend:
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(self._checkpoint_done)
+        self._checkpoint_queued = True
+        return PendingAppend(
+            CHECKPOINT_STREAM, canonical_json(CHECKPOINT_STREAM), [], ANY, future, True
+        )
+
+    def _checkpoint_done(self, future: asyncio.Future[AppendResult]) -> None:
+        self._checkpoint_queued = False
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning("signed checkpoint not written: %s", future.exception())
+
+    def _checkpoint_due(self, count: int) -> bool:
+        """Whether a batch of ``count`` more records should end with a checkpoint."""
+        if self._signer is None or self._checkpoint_queued:
+            return False
+        unsigned = self._unsigned + count
+        if unsigned >= self._checkpoint_every:
+            return True
+        if self._closing:
+            return unsigned > 0
+        waited = time.monotonic() - self._unsigned_since
+        return self._unsigned > 0 and waited >= self._checkpoint_interval
+
+    async def _idle(self) -> None:
+        """Wait for appends; with records unsigned, no longer than their checkpoint is due."""
+        self._wake.clear()
+        if self._signer is None or self._unsigned == 0 or self._checkpoint_queued:
+            await self._wake.wait()
+            return
+        due = self._unsigned_since + self._checkpoint_interval - time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(due, 0.0)):
+                await self._wake.wait()
+                return
+        self._queue.append(self._checkpoint_pending())
+
     async def close(self) -> None:
-        """Write everything already accepted, then stop."""
+        """Write everything already accepted (and a last checkpoint), then stop."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
@@ -121,10 +190,13 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         while True:
             if not self._queue:
+                if self._closing and not self._sealed and self._checkpoint_due(0):
+                    self._sealed = True  # tried once: a store that is down stays unsealed
+                    self._queue.append(self._checkpoint_pending())
+                    continue
                 if self._closing:
                     return
-                self._wake.clear()
-                await self._wake.wait()
+                await self._idle()
                 continue
             batch: list[PendingAppend] = []
             count = 0
@@ -136,6 +208,8 @@ class GroupCommitWriter:
                     continue
                 batch.append(pending)
                 count += len(pending.records)
+            if batch and not batch[-1].checkpoint and self._checkpoint_due(count):
+                batch.append(self._checkpoint_pending())
             try:
                 if batch:
                     await self._commit(batch)
@@ -234,7 +308,15 @@ class GroupCommitWriter:
             if isinstance(outcome, AppendResult):
                 self._remember(pending.stream_id, (outcome.last_version, outcome.last_hash))
                 self.stats.appends += 1
-                self.stats.records += outcome.last_version - outcome.first_version + 1
+                written = outcome.last_version - outcome.first_version + 1
+                self.stats.records += written
+                if pending.checkpoint:
+                    self.stats.checkpoints += 1
+                    self._unsigned = 0
+                else:
+                    if self._unsigned == 0:
+                        self._unsigned_since = time.monotonic()
+                    self._unsigned += written
             else:
                 self.stats.rejected += 1
         self._on_commit()
@@ -257,7 +339,7 @@ class GroupCommitWriter:
     ) -> list[AppendResult | ConcurrencyError]:
         self._committing = False
         async with self._open_session() as session, session.transaction():
-            position = await session.max_position()
+            position, log_hash = await session.log_head()
             base: dict[str, Head] = {}
             verified: set[str] = set()
             lookup: set[str] = set()
@@ -275,7 +357,7 @@ class GroupCommitWriter:
                     for sid in lookup:
                         base[sid] = found.get(sid, (0, genesis_hash(sid)))
                     verified |= lookup
-                stale, rows, outcomes = self._plan(batch, base, verified, position)
+                stale, rows, outcomes = self._plan(batch, base, verified, position, log_hash)
                 if not stale:
                     break
                 lookup = stale
@@ -290,6 +372,7 @@ class GroupCommitWriter:
         base: dict[str, Head],
         verified: set[str],
         position: int,
+        log_hash: str,
     ) -> tuple[set[str], list[tuple[object, ...]], list[AppendResult | ConcurrencyError]]:
         """Decide every append of the batch in order; pure but for reading the clock."""
         heads = dict(base)
@@ -307,7 +390,10 @@ class GroupCommitWriter:
                 outcomes.append(ConcurrencyError(sid, pending.expected, version))
                 continue
             first_version, first_position = version + 1, position + 1
-            for record in pending.records:
+            records = pending.records
+            if pending.checkpoint:
+                records = [self._checkpoint_record(position, log_hash, recorded_at)]
+            for record in records:
                 version += 1
                 position += 1
                 body = body_json(
@@ -321,6 +407,7 @@ class GroupCommitWriter:
                     version=version,
                 )
                 hash_ = chain_hash(prev_hash, body)
+                log_hash = log_link(log_hash, hash_, position)
                 rows.append(
                     (
                         position,
@@ -333,6 +420,7 @@ class GroupCommitWriter:
                         recorded_at,
                         prev_hash,
                         hash_,
+                        log_hash,
                     )
                 )
                 prev_hash = hash_
@@ -342,3 +430,14 @@ class GroupCommitWriter:
                 AppendResult(sid, first_version, version, first_position, position, prev_hash)
             )
         return stale, rows, outcomes
+
+    def _checkpoint_record(self, position: int, log_hash: str, signed_at: str) -> PreparedRecord:
+        assert self._signer is not None
+        return PreparedRecord(
+            kind="event",
+            type=CHECKPOINT_TYPE,
+            data_json=self._signer.data_json(position, log_hash, signed_at),
+            metadata_json="{}",
+            kind_json='"event"',
+            type_json=canonical_json(CHECKPOINT_TYPE),
+        )

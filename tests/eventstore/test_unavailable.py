@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from eventstore import (
+    LOG_GENESIS,
     AppendResult,
     ConcurrencyError,
     NewRecord,
@@ -130,8 +131,9 @@ class FakeSession:
         if fail == "commit":  # ... but the answer never came back
             raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
 
-    async def max_position(self) -> int:
-        return len(self._db.rows)
+    async def log_head(self) -> tuple[int, str]:
+        rows = self._db.rows
+        return (len(rows), rows[-1][10]) if rows else (0, LOG_GENESIS)
 
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, Head]:
         found: dict[str, Head] = {}

@@ -38,7 +38,9 @@ async def test_an_intact_store_verifies(store: EventStore) -> None:
 
 
 def _head(record: Record) -> ChainHead:
-    return ChainHead(record.position, record.stream_id, record.version, record.hash)
+    return ChainHead(
+        record.position, record.stream_id, record.version, record.hash, record.log_hash
+    )
 
 
 async def test_an_empty_store_has_no_head(store: EventStore) -> None:
