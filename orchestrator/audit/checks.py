@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore import BrokenRecord, EventLog, Record, VerifyReport, verify_records
+from eventstore import (
+    BrokenRecord,
+    CorruptRecordError,
+    EventLog,
+    Record,
+    VerifyReport,
+    verify_records,
+)
 from orchestrator.audit.timeline import TimelineEntry, timeline
 from orchestrator.audit.views import broken_json, divergence_json, state_json
 from orchestrator.core.codec import encode
@@ -159,9 +166,16 @@ def check_saga(
     workflows: Mapping[str, Workflow],
     *,
     verify: bool = False,
+    chain: VerifyReport | None = None,
 ) -> SagaAudit:
-    """Audit one saga's records (its whole stream, in version order)."""
-    chain = verify_records(records) if verify else None
+    """Audit one saga's records (its whole stream, in version order).
+
+    ``chain``: the store's own verification of the stream (``EventLog.verify``, which
+    also checks the records' store-wide links); without it the records are verified as
+    given (an export's check).
+    """
+    if verify and chain is None:
+        chain = verify_records(records)
     try:
         messages = [from_record(r) for r in records]
     except CodecError as exc:
@@ -201,11 +215,33 @@ def check_saga(
 async def audit_saga(
     store: EventLog, saga_id: str, workflows: Mapping[str, Workflow], *, verify: bool = False
 ) -> SagaAudit:
-    """Read the saga's stream and audit it (``check_saga``)."""
-    records = await store.read_stream(stream_of(saga_id))
+    """Read the saga's stream and audit it (``check_saga``).
+
+    With ``verify`` the store verifies the stream first, reading it as stored: a record
+    that can no longer be read is then the chain's finding (exit 1), not an error.
+    """
+    stream = stream_of(saga_id)
+    chain = await store.verify(stream) if verify else None
+    try:
+        records = await store.read_stream(stream)
+    except CorruptRecordError as exc:
+        if chain is None or chain.ok:
+            raise
+        return SagaAudit(
+            saga_id=saga_id,
+            stream_id=stream,
+            timeline=(),
+            state=None,
+            workflow=None,
+            recorded_definition=None,
+            current_definition=None,
+            verified=True,
+            chain=chain,
+            unverifiable=f"a record cannot be read back: {exc.reason}",
+        )
     if not records:
         raise UnknownSagaError(f"no saga {saga_id!r} in {store.url}")
-    return check_saga(saga_id, records, workflows, verify=verify)
+    return check_saga(saga_id, records, workflows, verify=verify, chain=chain)
 
 
 def _requested_workflow(records: Sequence[Record]) -> str | None:

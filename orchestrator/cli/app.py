@@ -4,6 +4,7 @@ settings, running a coroutine, and one-line errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -51,12 +52,24 @@ def store_options(fn: F) -> F:
     return fn
 
 
-def settings_of(config_file: str | None, store: str | None, workflows_dir: str | None) -> Settings:
-    return load_settings(config_file, store=store, workflows=workflows_dir)
+def settings_of(
+    config_file: str | None,
+    store: str | None,
+    workflows_dir: str | None,
+    *,
+    as_json: bool = False,
+    ctx: click.Context | None = None,
+) -> Settings:
+    """The settings, or a one-line error and exit 2 (a JSON document with ``as_json``)."""
+    try:
+        return load_settings(config_file, store=store, workflows=workflows_dir)
+    except OrchestratorError as exc:
+        fail(ctx or click.get_current_context(), exc, as_json=as_json)
 
 
-def run_async(ctx: click.Context, work: Awaitable[T]) -> T:
-    """Run ``work``; a known error is one line on stderr (a traceback with --debug)."""
+def run_async(ctx: click.Context, work: Awaitable[T], *, as_json: bool = False) -> T:
+    """Run ``work``; a known error is one line on stderr (a traceback with --debug), or
+    with ``as_json`` a JSON document on stdout."""
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
     except (
@@ -67,14 +80,19 @@ def run_async(ctx: click.Context, work: Awaitable[T]) -> T:
         OSError,
         ValueError,
     ) as exc:
-        fail(ctx, exc)
+        fail(ctx, exc, as_json=as_json)
 
 
-def fail(ctx: click.Context, exc: Exception) -> NoReturn:
-    """A known error: one line on stderr and exit 2 (re-raised with --debug)."""
+def fail(ctx: click.Context, exc: Exception, *, as_json: bool = False) -> NoReturn:
+    """A known error: one line on stderr and exit 2 (re-raised with --debug). With
+    ``as_json``, ``{"ok": false, "error": …}`` on stdout instead: --json always prints
+    a JSON document."""
     if ctx.find_root().obj.get("debug"):
         raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    if as_json:
+        click.echo(json.dumps({"ok": False, "exit_code": 2, "error": str(exc)}))
+    else:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

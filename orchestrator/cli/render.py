@@ -7,6 +7,7 @@ import json
 
 from rich.table import Table
 
+from eventstore import VerifyReport
 from orchestrator.audit import SagaAudit, StoreVerification
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
@@ -127,12 +128,35 @@ def verification_lines(result: StoreVerification) -> list[str]:
             f"  expected: {broken.expected}",
             f"  found:    {broken.found}",
         ]
-    return [
+    head = report.head
+    lines = [
         f"chain verified: {report.records_checked} records in {report.streams_checked} "
         f"streams of {scope}",
         f"  last position {result.last_position}",
         f"  last hash     {result.last_hash or '-'}",
     ]
+    if head is not None and head.log_hash:
+        lines.append(f"  log hash      {head.log_hash}")
+    if result.stream_id is None:
+        lines.append(_checkpoint_line(report))
+    return lines
+
+
+def _checkpoint_line(report: VerifyReport) -> str:
+    if not report.log_chain:
+        return "  [yellow]no store-wide chain[/yellow]: an old schema (migrate adds one)"
+    if report.checkpoints == 0:
+        return "  no signed checkpoints: nothing here is signed"
+    checked = (
+        "signatures verified"
+        if report.signatures_checked
+        else "[yellow]signatures not checked[/yellow] (pass --public-key)"
+    )
+    after = f"{report.unsigned} record{'' if report.unsigned == 1 else 's'} after it"
+    return (
+        f"  {report.checkpoints} checkpoints, {checked}; signed through position "
+        f"{report.signed_through}, {after}"
+    )
 
 
 def _undo(phase: str, attempt: int) -> str:

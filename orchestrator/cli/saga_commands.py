@@ -56,7 +56,9 @@ async def _serve(settings: Settings, *, role: str) -> None:
         )
     _log_to_stderr(settings.messaging.log_level)
     workflows = load_workflows(settings.workflows)
-    store = None if role == "worker" else await EventStore.open(settings.store)
+    store = None
+    if role != "worker":  # checkpoints are signed when a key is configured (audit:)
+        store = await EventStore.open(settings.store, **settings.audit.store_options())
     broker = settings.messaging.create_broker()
     try:
         await broker.connect()

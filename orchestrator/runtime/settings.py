@@ -10,10 +10,17 @@ workflows: workflows                 # the directory of workflows/*.py
 engine:                              # optional; every key has a default
   sweep_interval: 5                  # seconds between sweeps of the owned sagas
   reissue_after: 60                  # schedule-to-close backstop, seconds (null: off)
+audit:                               # optional: signed checkpoints (docs/CHAIN.md)
+  signing_key_file: /etc/sagaflow/checkpoint.key   # ed25519 PEM (orchestrator keygen)
+  checkpoint_every: 1000             # records between checkpoints
+  checkpoint_interval: 60            # seconds a record may wait unsigned
+  public_key_files: [checkpoint.pub] # what `orchestrator verify` checks signatures with
 ```
 
 Environment: ``GREENLANG_STORE`` and ``GREENLANG_WORKFLOWS`` for those two,
-``GREENLANG_ENGINE_<KEY>`` (``GREENLANG_ENGINE_REISSUE_AFTER=30``) for the engine's, and
+``GREENLANG_ENGINE_<KEY>`` (``GREENLANG_ENGINE_REISSUE_AFTER=30``) for the engine's,
+``GREENLANG_AUDIT_<KEY>`` for the audit section's, ``GREENLANG_AUDIT_SIGNING_KEY`` for the
+signing key's PEM text itself (instead of a file: for secret stores that inject it), and
 the seed's ``GREENLANG_BROKER_TYPE``, ``GREENLANG_REDIS_HOST`` … for messaging.
 """
 
@@ -22,13 +29,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from brokers import ConfigError as BrokerConfigError
 from brokers import MessagingConfig
+from eventstore import CheckpointSigner, PublicKeys, SigningKeyError
 from orchestrator.errors import ConfigError
 
 DEFAULT_STORE = "sqlite:///sagaflow.sqlite"
@@ -52,6 +60,56 @@ class EngineSettings(BaseModel):
         return self.model_dump()
 
 
+class AuditSettings(BaseModel):
+    """Signed checkpoints (``audit:``): the engine's signing key, and verify's public keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signing_key_file: Path | None = None
+    """The ed25519 private key (PEM) ``orchestrator run`` signs checkpoints with."""
+    checkpoint_every: int = Field(1000, ge=1)
+    checkpoint_interval: float = Field(60.0, gt=0)
+    public_key_files: tuple[Path, ...] = ()
+    """Public keys (PEM) ``orchestrator verify`` checks checkpoint signatures against."""
+
+    def signer(self) -> CheckpointSigner | None:
+        """The signing key: ``GREENLANG_AUDIT_SIGNING_KEY`` (PEM text), else the file;
+        None when neither is given."""
+        try:
+            pem = os.environ.get(_SIGNING_KEY_ENV)
+            if pem:
+                return CheckpointSigner.from_pem(pem.encode(), _SIGNING_KEY_ENV)
+            if self.signing_key_file is not None:
+                return CheckpointSigner.from_file(self.signing_key_file)
+        except SigningKeyError as exc:
+            raise ConfigError(str(exc)) from None
+        return None
+
+    def store_options(self) -> dict[str, Any]:
+        """``EventStore.open`` keywords for a store that signs (empty without a key)."""
+        signer = self.signer()
+        if signer is None:
+            return {}
+        return {
+            "signer": signer,
+            "checkpoint_every": self.checkpoint_every,
+            "checkpoint_interval": self.checkpoint_interval,
+        }
+
+    def public_keys(self, extra: tuple[str, ...] = ()) -> PublicKeys | None:
+        """The configured public keys and ``extra`` ones; None when there are none."""
+        paths: list[str | Path] = [*self.public_key_files, *extra]
+        if not paths:
+            return None
+        try:
+            return PublicKeys.from_files(paths)
+        except SigningKeyError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+_SIGNING_KEY_ENV = "GREENLANG_AUDIT_SIGNING_KEY"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     store: str
@@ -62,6 +120,8 @@ class Settings:
     """The broker to use (the in-memory broker by default)."""
     engine: EngineSettings = field(default_factory=EngineSettings)
     """The engine's tunables."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """Signed checkpoints."""
 
 
 def load_settings(
@@ -84,7 +144,8 @@ def load_settings(
         data = dict(loaded or {})
     file_store = data.pop("store", None)
     file_workflows = data.pop("workflows", None)
-    engine = _engine_settings(data.pop("engine", None), config_file)
+    engine = _section("engine", EngineSettings, data.pop("engine", None), config_file)
+    audit = _section("audit", AuditSettings, data.pop("audit", None), config_file)
     for key, value in (("store", file_store), ("workflows", file_workflows)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
@@ -102,23 +163,35 @@ def load_settings(
         ),
         messaging=messaging,
         engine=engine,
+        audit=audit,
     )
 
 
-def _engine_settings(section: Any, config_file: str | Path | None) -> EngineSettings:
+M = TypeVar("M", bound=BaseModel)
+
+
+def _section(name: str, model: type[M], section: Any, config_file: str | Path | None) -> M:
+    """The ``name:`` section of the file, overridden by ``GREENLANG_<NAME>_<KEY>``."""
     values: dict[str, Any] = {}
     if section is not None:
         if not isinstance(section, dict):
-            raise ConfigError(f"config key 'engine' must be a mapping, got {section!r}")
+            raise ConfigError(f"config key {name!r} must be a mapping, got {section!r}")
         values.update(section)
-    for name in EngineSettings.model_fields:
-        env = os.environ.get(f"GREENLANG_ENGINE_{name.upper()}")
-        if env is not None:
-            values[name] = None if env.lower() in ("null", "none", "") else env
+    prefix = f"GREENLANG_{name.upper()}_"
+    for key, info in model.model_fields.items():
+        env = os.environ.get(prefix + key.upper())
+        if env is None:
+            continue
+        if env.lower() in ("null", "none", ""):
+            values[key] = None
+        elif info.annotation is not None and "tuple" in str(info.annotation):
+            values[key] = tuple(part for part in env.split(os.pathsep) if part)
+        else:
+            values[key] = env
     try:
-        return EngineSettings(**values)
+        return model(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"engine.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        raise ConfigError(f"{config_file or 'GREENLANG_ENGINE_*'}: {problems}") from None
+        raise ConfigError(f"{config_file or prefix + '*'}: {problems}") from None

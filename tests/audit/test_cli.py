@@ -214,7 +214,7 @@ def test_export_is_jsonl_with_every_field_and_the_documented_snippet_verifies_it
     rows = [json.loads(line) for line in lines]
     assert list(rows[0]) == [
         "position", "stream_id", "version", "kind", "type", "data", "metadata",
-        "recorded_at", "prev_hash", "hash",
+        "recorded_at", "prev_hash", "hash", "log_hash",
     ]  # fmt: skip
     assert [r["version"] for r in rows] == list(range(1, len(rows) + 1))
     assert isinstance(rows[0]["data"], dict) and rows[0]["metadata"]["saga_id"] == saga
