@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, nullcontext, suppress
@@ -38,6 +37,7 @@ from ._records import (
 )
 from ._schema import records, stream_heads
 from ._sessions import WriterConnection
+from ._subscription import CommitSignal, follow
 from ._validation import Limits, check_expected_version, check_stream_id, prepare_records
 from ._verify import ChainVerifier, NotedHead, VerifyReport
 from ._verify_reads import verify_rows
@@ -102,12 +102,12 @@ class EventStore:
         self._select = f"SELECT {_COLUMNS}, log_hash FROM records"
         # A :memory: database is one connection: every use of it takes turns.
         self._gate: asyncio.Lock | None = asyncio.Lock() if self._dialect.in_memory else None
-        self._committed = asyncio.Event()
+        self._commits = CommitSignal()
         self._writer_conn = WriterConnection(self._engine, self._dialect, self._gate)
         self._writer = GroupCommitWriter(
             self._writer_conn.session,
             clock,
-            self._notify,
+            self._commits.notify,
             self._dialect.unavailable,
             max_batch_records=max_batch_records,
             signer=signer,
@@ -191,7 +191,7 @@ class EventStore:
         if self._reads:
             await asyncio.gather(*self._reads, return_exceptions=True)
         await self._writer_conn.close()
-        self._notify()
+        self._commits.notify()
         await self._engine.dispose()
 
     async def __aenter__(self) -> EventStore:
@@ -221,10 +221,6 @@ class EventStore:
     def stats(self) -> WriterStats:
         """What the writer has committed so far (appends, records, transactions)."""
         return self._writer.stats
-
-    def _notify(self) -> None:
-        self._committed.set()
-        self._committed = asyncio.Event()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -392,7 +388,7 @@ class EventStore:
             "error": error,
         }
 
-    async def subscribe(
+    def subscribe(
         self,
         after_position: int = 0,
         *,
@@ -413,42 +409,17 @@ class EventStore:
         """
         if not 0 < retry_delay <= max_retry_delay:
             raise ValueError("need 0 < retry_delay <= max_retry_delay")
-        position, delay = after_position, retry_delay
-        down_since: float | None = None  # when the outage began, while there is one
-        while True:
-            committed = self._committed
-            try:
-                page = await self.read_all(position, batch_size, types=types)
-            except StoreUnavailableError as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
-                    logger.warning("subscription after position %d waits: %s", position, exc)
-                await self._wait_for_commit(committed, random.uniform(delay / 2, delay))
-                delay = min(delay * 2, max_retry_delay)
-                continue
-            if down_since is not None:
-                outage, down_since, delay = time.monotonic() - down_since, None, retry_delay
-                logger.info("subscription resumed after %.1f s at position %d", outage, position)
-            for record in page:
-                yield record
-                position = record.position
-            if len(page) < batch_size:
-                if self._closed:
-                    return
-                await self._wait_for_commit(committed, poll_interval)
-
-    @staticmethod
-    async def _wait_for_commit(committed: asyncio.Event, timeout: float) -> None:
-        """Until this store commits (or closes), at most ``timeout`` seconds.
-
-        asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation
-        that arrives as the event fires, and the reader lives on.
-        """
-        waiter = asyncio.ensure_future(committed.wait())
-        try:
-            await asyncio.wait({waiter}, timeout=timeout)
-        finally:
-            waiter.cancel()
+        return follow(
+            self.read_all,
+            self._commits,
+            lambda: self._closed,
+            after_position,
+            types=types,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            retry_delay=retry_delay,
+            max_retry_delay=max_retry_delay,
+        )
 
     # -- verifying --------------------------------------------------------------------
 
