@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
-from typing import Any
+from typing import Any, Literal
 
 _GENESIS_PREFIX = b"eventstore.genesis\x00"
 
@@ -103,11 +103,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _DuplicateKey(ValueError):
+    """Valid JSON (RFC 8259 only says keys SHOULD be unique), but never canonical."""
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key!r}")
+            raise _DuplicateKey(f"duplicate key {key!r}")
         result[key] = value
     return result
 
@@ -115,7 +119,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _STRICT = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
 
 
-def text_problem(text: object, what: str) -> tuple[str, str] | None:
+TextProblem = tuple[Literal["unreadable record", "non-canonical text"], str]
+
+
+def text_problem(text: object, what: str) -> TextProblem | None:
     """Why stored ``text`` is not the canonical JSON text of an object, as ``(reason,
     detail)``: ``"unreadable record"`` (not text, not JSON, not an object) or
     ``"non-canonical text"``; None when it is canonical.
@@ -129,6 +136,8 @@ def text_problem(text: object, what: str) -> tuple[str, str] | None:
         return "unreadable record", f"{what} is {type(text).__name__}, not text"
     try:
         value = _STRICT.decode(text)
+    except _DuplicateKey as exc:
+        return "non-canonical text", f"{what} has a {exc}"
     except ValueError as exc:
         return "unreadable record", f"{what} is not JSON: {exc}"
     if not isinstance(value, dict):

@@ -268,16 +268,10 @@ class ChainVerifier:
             expected_log = log_link(prev_log, row.hash, row.position)
             if row.log_hash != expected_log:
                 return broken("log hash mismatch", expected_log, row.log_hash)
-            after = None if neighbours is None else neighbours.next
-            if after is not None and after.log_hash != log_link(
-                row.log_hash, after.hash, after.position
-            ):
-                found = after.log_hash
-                return _broken(after, "log hash mismatch", "a link to the record before", found)
         for name in ("data", "metadata"):
             text = text_problem(getattr(row, name), name)
             if text is not None:
-                return broken(text[0], f"{name} as canonical JSON text of an object", text[1])  # type: ignore[arg-type]
+                return broken(text[0], f"{name} as canonical JSON text of an object", text[1])
         if row.stream_id == CHECKPOINT_STREAM and row.type == CHECKPOINT_TYPE:
             problem = self._checkpoint_problem(row, prev_log)
             if problem is not None:
@@ -288,6 +282,16 @@ class ChainVerifier:
             wanted = noted.log_hash if self._log_chain else noted.hash
             if found != wanted:
                 return broken("head mismatch", wanted, found)
+        # Last: the record itself is sound, but the next one in the log (of another
+        # stream) does not link to it, as when this record was rewritten and re-linked.
+        after = None if neighbours is None else neighbours.next
+        if (
+            self._log_chain
+            and after is not None
+            and after.log_hash != log_link(row.log_hash, after.hash, after.position)
+        ):
+            expected = log_link(row.log_hash, after.hash, after.position)
+            return _broken(after, "log hash mismatch", expected, after.log_hash)
         return None
 
     def _checkpoint_problem(self, row: StoredRecord, prev_log: str) -> BrokenRecord | None:

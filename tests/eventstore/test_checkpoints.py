@@ -61,7 +61,9 @@ async def test_every_n_records_and_on_close(shared_url: str) -> None:
 async def test_after_the_interval_even_when_no_more_records_come(tmp_path: Path) -> None:
     signer = CheckpointSigner.generate()
     url = f"sqlite:///{tmp_path / 's.db'}"
-    store = await EventStore.open(url, signer=signer, checkpoint_every=1000, checkpoint_interval=0.2)
+    store = await EventStore.open(
+        url, signer=signer, checkpoint_every=1000, checkpoint_interval=0.2
+    )
     try:
         await store.append("a", [ev(1), ev(2)], NO_STREAM)
         for _ in range(100):
@@ -149,12 +151,12 @@ async def test_writers_sharing_a_database_sign_the_one_head(shared_url: str) -> 
 def test_keys_that_are_not_ed25519_pem_are_refused_by_name(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a key")
-    with pytest.raises(SigningKeyError, match="junk.pem"):
+    with pytest.raises(SigningKeyError, match=r"junk\.pem"):
         CheckpointSigner.from_file(junk)
-    with pytest.raises(SigningKeyError, match="missing.pem"):
+    with pytest.raises(SigningKeyError, match=r"missing\.pem"):
         CheckpointSigner.from_file(tmp_path / "missing.pem")
     signer = CheckpointSigner.generate()
-    with pytest.raises(SigningKeyError, match="not an ed25519 private key|PEM private key"):
+    with pytest.raises(SigningKeyError, match=r"not an ed25519 private key|PEM private key"):
         CheckpointSigner.from_pem(signer.public_pem())
     with pytest.raises(SigningKeyError, match="PEM public key"):
         PublicKeys.from_pem(signer.private_pem())
