@@ -98,11 +98,21 @@ def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[Record]:
     """Records from rows of the eleven columns in ``Record``'s order, data and metadata
     as JSON text. ``CorruptRecordError`` names a row whose data or metadata is not a JSON
     object (which the store never writes: only a hand in the database does)."""
-    records = []
-    for p, s, v, k, t, d, m, at, prev, h, log in rows:
-        data, metadata = _object(d, "data", (p, s, v)), _object(m, "metadata", (p, s, v))
-        records.append(Record(p, s, v, k, t, data, metadata, at, prev, h, log))
-    return records
+    try:
+        records = [
+            Record(p, s, v, k, t, _loads(d), _loads(m), at, prev, h, log)
+            for (p, s, v, k, t, d, m, at, prev, h, log) in rows
+        ]
+    except (ValueError, TypeError):
+        records = []
+    if len(records) == len(rows) and all(
+        type(r.data) is dict and type(r.metadata) is dict for r in records
+    ):
+        return records
+    for p, s, v, *_, d, m, _at, _prev, _h, _log in rows:  # name the first bad row
+        _object(d, "data", (p, s, v))
+        _object(m, "metadata", (p, s, v))
+    raise AssertionError("unreachable: a row failed to decode above")  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)

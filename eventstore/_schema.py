@@ -41,6 +41,7 @@ records = Table(
     Column("recorded_at", String(32), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("log_hash", String(64), nullable=False),
 )
 
 schema_versions = Table(
