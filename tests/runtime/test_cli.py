@@ -161,7 +161,7 @@ def test_graph_draws_steps_dependencies_and_compensations(
         (("start", "nope"), "unknown workflow 'nope'"),
         (("start", "esg_report", "--input", "[1]"), "--input must be a JSON object"),
         (("start", "esg_report", "--input", "{oops"), "not valid JSON"),
-        (("status", "no-such-saga"), "no saga 'no-such-saga'"),
+        (("status", "no-such-saga"), "no event store at sqlite:///sagaflow.sqlite"),
         (("graph", "nope"), "unknown workflow 'nope'"),
         (("run", "--workflows", "/does/not/exist"), "not a directory"),
         (("status", "--store", "mysql://x/y"), "unsupported store URL"),
@@ -186,7 +186,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert done.returncode != 0 and "Traceback" in done.stderr
 
 
-def test_migrate_upgrades_an_old_store_that_other_commands_refuse(tmp_path: Path) -> None:
+def test_migrate_upgrades_an_old_store_that_writing_commands_refuse(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
 
     async def make_old() -> None:
@@ -200,11 +200,14 @@ def test_migrate_upgrades_an_old_store_that_other_commands_refuse(tmp_path: Path
         await store._engine.dispose()
 
     asyncio.run(make_old())
-    refused = cli("status", "--store", url, cwd=tmp_path)
+    esg = '{"company": "A", "year": 2024, "activities": {"scope1": {"diesel_l": 1}}}'
+    start = ("start", "esg_report", "--input", esg, "--store", url, "--workflows", str(WORKFLOWS))
+    refused = cli(*start, cwd=tmp_path)
     assert refused.returncode == 2 and "orchestrator migrate" in refused.stderr
+    assert cli("status", "--store", url, cwd=tmp_path).returncode == 0  # reading needs none
     migrated = cli("migrate", "--store", url, cwd=tmp_path)
     assert migrated.returncode == 0 and "schema at version" in migrated.stdout
-    assert cli("status", "--store", url, cwd=tmp_path).returncode == 0
+    assert cli(*start, cwd=tmp_path).returncode == 0
 
 
 FIXABLE = """
@@ -246,3 +249,38 @@ def test_a_failed_saga_ends_4_and_resume_finishes_its_compensation(tmp_path: Pat
     resumed = cli("resume", saga_id, *args, cwd=tmp_path)
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     assert f"{saga_id}: compensated" in resumed.stdout
+
+
+def test_a_signing_engine_leaves_a_store_sealed_by_its_checkpoints(tmp_path: Path) -> None:
+    """keygen, an engine configured to sign, a saga, a clean stop: every record is
+    covered by a checkpoint that verifies under the public key (verify --sealed)."""
+    assert cli("keygen", "--out", "checkpoint.key", cwd=tmp_path).returncode == 0
+    config = tmp_path / "sagaflow.yaml"
+    config.write_text(
+        f"store: sqlite:///{tmp_path / 'signed.db'}\nworkflows: {WORKFLOWS}\n"
+        "audit:\n  signing_key_file: checkpoint.key\n  checkpoint_every: 5\n"
+    )
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        esg = {"company": "A", "year": 2024, "activities": {"scope1": {"diesel_l": 1}}}
+        done = cli(
+            "start", "esg_report", "--config", str(config), "--input", json.dumps(esg),
+            "--wait", "--pickup", "20", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        out, _ = engine.communicate(timeout=30)
+    assert engine.returncode == 0, out
+    verify = ("verify", "--config", str(config), "--public-key", "checkpoint.pub", "--json")
+    sealed = cli(*verify, "--sealed", cwd=tmp_path)
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    report = json.loads(sealed.stdout)
+    assert report["checkpoints"]["count"] >= 2 and report["checkpoints"]["unsigned_after"] == 0
+    assert report["checkpoints"]["signed_through"] == report["last_position"]
