@@ -153,9 +153,10 @@ def stored(record: Record) -> StoredRecord:
     )
 
 
-def record_hash(record: Record) -> str:
-    """The hash ``record`` should carry, recomputed from its fields and ``prev_hash``."""
-    return _hash_of(stored(record))
+def record_hash(record: Record | StoredRecord) -> str:
+    """The hash ``record`` should carry, recomputed from its fields and ``prev_hash``:
+    over the stored text of a ``StoredRecord``, over the canonical text of a ``Record``."""
+    return _hash_of(record if isinstance(record, StoredRecord) else stored(record))
 
 
 def _shape_problem(row: StoredRecord) -> str | None:

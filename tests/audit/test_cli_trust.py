@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from eventstore import NO_STREAM, CheckpointSigner, EventStore, NewRecord, log_link
-from eventstore._canonical import body_json, canonical_json, chain_hash
+from eventstore import (
+    NO_STREAM,
+    CheckpointSigner,
+    EventStore,
+    NewRecord,
+    StoredRecord,
+    log_link,
+    record_hash,
+)
 from orchestrator.cli import cli
 from tests.audit.helpers import ROOT
 
@@ -88,17 +95,8 @@ def _forge_data(db: Path, position: int, data: str) -> tuple[str, int]:
         (position,),
     ).fetchone()
     stream, version, kind, type_, metadata, at, prev = row
-    body = body_json(
-        data_json=data,
-        kind_json=canonical_json(kind),
-        metadata_json=metadata,
-        prev_hash=prev,
-        recorded_at=at,
-        stream_id_json=canonical_json(stream),
-        type_json=canonical_json(type_),
-        version=version,
-    )
-    new_hash = chain_hash(prev, body)
+    forged = StoredRecord(position, stream, version, kind, type_, data, metadata, at, prev, "", "")
+    new_hash = record_hash(forged)
     (prev_log,) = conn.execute(
         "SELECT log_hash FROM records WHERE position = ?", (position - 1,)
     ).fetchone()
@@ -217,17 +215,11 @@ async def _forged_append(db: Path) -> None:
         "SELECT version, hash FROM records WHERE stream_id = 's0' ORDER BY version DESC LIMIT 1"
     ).fetchone()
     at = "2026-12-01T00:00:00.000000Z"
-    body = body_json(
-        data_json='{"forged":true}',
-        kind_json='"event"',
-        metadata_json="{}",
-        prev_hash=prev,
-        recorded_at=at,
-        stream_id_json='"s0"',
-        type_json='"t"',
-        version=version + 1,
+    data = '{"forged":true}'
+    forged = StoredRecord(
+        position + 1, "s0", version + 1, "event", "t", data, "{}", at, prev, "", ""
     )
-    digest = chain_hash(prev, body)
+    digest = record_hash(forged)
     conn.execute(
         "INSERT INTO records VALUES (?, 's0', ?, 'event', 't', '{\"forged\":true}', '{}', ?, ?, "
         "?, ?)",
