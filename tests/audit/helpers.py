@@ -38,14 +38,15 @@ def run_chain_snippet(tmp_path: Path, target: Path) -> subprocess.CompletedProce
 
 
 async def tamper(store: EventStore, *statements: str | tuple[str, dict[str, Any]]) -> None:
-    """Drop the immutability triggers, then run raw SQL, as a forger with the database's
-    credentials would."""
+    """Drop the immutability and append-only triggers, then run raw SQL, as a forger with
+    the database's credentials would."""
     async with store._engine.begin() as conn:
         if store._dialect.name == "sqlite":
-            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS records_no_update")
-            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS records_no_delete")
+            for trigger in ("records_no_update", "records_no_delete", "records_append_only"):
+                await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
         else:
-            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS records_no_update_delete ON records")
+            for trigger in ("records_no_update_delete", "records_append_only"):
+                await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger} ON records")
         for statement in statements:
             sql, params = (statement, {}) if isinstance(statement, str) else statement
             await conn.execute(text(sql), params)
