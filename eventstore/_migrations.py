@@ -67,13 +67,14 @@ _SQLITE_NO_UPDATE = """CREATE TRIGGER records_no_update BEFORE UPDATE ON records
 # (REPLACE deletes without firing the DELETE trigger) and upserts before they start.
 _SQLITE_APPEND_ONLY = """CREATE TRIGGER records_append_only BEFORE INSERT ON records
 WHEN NEW.position IS NOT (SELECT COALESCE(MAX(position), 0) + 1 FROM records)
-  OR NEW.version IS NOT (
-    SELECT COALESCE(MAX(version), 0) + 1 FROM records WHERE stream_id = NEW.stream_id)
-  OR (NEW.version > 1 AND NEW.prev_hash IS NOT (
-    SELECT hash FROM records WHERE stream_id = NEW.stream_id AND version = NEW.version - 1))
+  OR (NEW.version - 1) || ' ' || NEW.prev_hash IS NOT COALESCE(
+    (SELECT version || ' ' || hash FROM records WHERE stream_id = NEW.stream_id
+     ORDER BY version DESC LIMIT 1),
+    '0 ' || NEW.prev_hash)
   OR length(NEW.log_hash) IS NOT 64
 BEGIN SELECT RAISE(ABORT,
   'records are append-only: an INSERT must extend the chain at the next position'); END"""
+"""(One seek per index: the stream's last version and hash, compared as one value.)"""
 
 _PG_APPEND_ONLY = (
     r"""CREATE FUNCTION records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

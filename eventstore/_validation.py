@@ -15,6 +15,7 @@ from typing import NamedTuple
 import orjson
 
 from ._canonical import canonical_json
+from ._checkpoints import CHECKPOINT_STREAM
 from ._errors import InvalidRecordError
 from ._records import ANY, NO_STREAM, RECORD_KINDS, ExpectedVersion, NewRecord
 
@@ -58,6 +59,11 @@ def check_stream_id(stream_id: object, limits: Limits) -> str:
         )
     if _CONTROL.search(stream_id):
         raise InvalidRecordError(f"stream id {stream_id!r} contains a control character")
+    if stream_id == CHECKPOINT_STREAM:
+        raise InvalidRecordError(
+            f"stream {stream_id!r} is the store's own: only the writer appends signed "
+            "checkpoints to it"
+        )
     return stream_id
 
 

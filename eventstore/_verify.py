@@ -9,6 +9,7 @@ and the precedence of the reasons; the order of ``_check``'s steps is that prece
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -43,6 +44,8 @@ Problem = Literal[
 """Every reason, in order of precedence: a record is named for the first that applies."""
 
 _TEXT_FIELDS = ("stream_id", "kind", "type", "recorded_at", "prev_hash", "hash")
+_RECORDED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,9 @@ class LogNeighbours(NamedTuple):
     prev_log_hash: str | None
     """The log hash at ``position - 1`` (None: no record there)."""
     next: StoredRecord | None
-    """The record at ``position + 1`` (None: none, the end of the store or a gap)."""
+    """The record at ``position + 1`` (None: none there)."""
+    last_position: int | None = None
+    """The store's last position: no record after this one is a gap unless it is the end."""
 
 
 def _hash_of(row: StoredRecord) -> str:
@@ -170,6 +175,12 @@ def _shape_problem(row: StoredRecord) -> str | None:
     for name in ("data", "metadata"):
         if not isinstance(getattr(row, name), str):
             return f"{name} is {type(getattr(row, name)).__name__}, not text"
+    # Both go into the hashed body as they are: only the forms the writer makes, so that
+    # no text can pass for more JSON than it is.
+    if not _RECORDED_AT.fullmatch(row.recorded_at):
+        return f"recorded_at is {row.recorded_at!r}, not YYYY-MM-DDTHH:MM:SS.ffffffZ"
+    if not _HEX64.fullmatch(row.prev_hash):
+        return f"prev_hash is {row.prev_hash!r}, not 64 lowercase hex digits"
     return None
 
 
@@ -185,7 +196,8 @@ class ChainVerifier:
     or moved away, and the store-wide chain (``log_chain``) is followed record to record.
     One stream alone is fed with ``LogNeighbours`` instead, when the store has them.
     ``keys``: check every checkpoint's signature. ``sealed``: every record must be
-    covered by a checkpoint (a store shut down cleanly). ``against``: the store must
+    covered by a checkpoint (a store shut down cleanly); without ``keys`` that only
+    means a well-formed one, which anyone can write. ``against``: the store must
     still hold this noted head.
     """
 
@@ -219,7 +231,19 @@ class ChainVerifier:
         if self.first_broken is not None:
             return False
         if isinstance(row, Record):
-            row = stored(row)
+            try:
+                row = stored(row)
+            except (ValueError, TypeError) as exc:  # an edited export: NaN, a set …
+                self._count += 1
+                self.first_broken = BrokenRecord(
+                    row.stream_id,
+                    row.version,
+                    row.position,
+                    "unreadable record",
+                    "data and metadata as JSON objects",
+                    str(exc),
+                )
+                return False
         self._count += 1
         problem = self._check(row, neighbours)
         if problem is not None:
@@ -284,8 +308,11 @@ class ChainVerifier:
             if found != wanted:
                 return broken("head mismatch", wanted, found)
         # Last: the record itself is sound, but the next one in the log (of another
-        # stream) does not link to it, as when this record was rewritten and re-linked.
+        # stream) is gone, or does not link to it, as when this record was re-linked.
         after = None if neighbours is None else neighbours.next
+        end = None if neighbours is None else neighbours.last_position
+        if after is None and type(end) is int and row.position < end:
+            return broken("missing position", row.position + 1, "no record there")
         if (
             self._log_chain
             and after is not None
@@ -298,7 +325,9 @@ class ChainVerifier:
     def _checkpoint_problem(self, row: StoredRecord, prev_log: str) -> BrokenRecord | None:
         data = json.loads(row.data)
         position, log_hash = data.get("position"), data.get("log_hash")
-        if not all(isinstance(data.get(k), str) for k in ("key_id", "signature", "signed_at")):
+        if type(position) is not int or not all(
+            isinstance(data.get(k), str) for k in ("key_id", "log_hash", "signature", "signed_at")
+        ):
             return _broken(row, "unreadable record", "a checkpoint's fields", row.data[:120])
         if self._log_chain and (position, log_hash) != (row.position - 1, prev_log):
             head = f"position {row.position - 1} log hash {prev_log}"

@@ -34,7 +34,8 @@ def _stream_sql(log_chain: bool) -> str:
             "WHERE r.stream_id = %s AND r.version > %s ORDER BY r.version LIMIT %s"
         )
     return (
-        f"SELECT {_columns('r', True)}, p.log_hash, {_columns('n', True)} FROM records r "
+        f"SELECT {_columns('r', True)}, p.log_hash, {_columns('n', True)}, "
+        "(SELECT MAX(position) FROM records) FROM records r "
         "LEFT JOIN records p ON p.position = r.position - 1 "
         "LEFT JOIN records n ON n.position = r.position + 1 "
         "WHERE r.stream_id = %s AND r.version > %s ORDER BY r.version LIMIT %s"
@@ -54,7 +55,9 @@ async def verify_rows(
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, not {page_size}")
     width = len(_FIELDS)
-    after: Any = 0  # a position over the whole store, a version in one stream
+    # A position over the whole store (from the lowest a database can hold, so that a
+    # row moved to position 0 or below is read, and named), a version in one stream.
+    after: Any = -(2**63) if stream_id is None else 0
     while True:
         if stream_id is None:
             page = await fetch(_whole_store_sql(log_chain), (after, page_size))
@@ -64,9 +67,9 @@ async def verify_rows(
             row = StoredRecord(*raw[:width])
             neighbours = None
             if stream_id is not None and log_chain:
-                following = StoredRecord(*raw[width + 1 :])
+                following = StoredRecord(*raw[width + 1 : 2 * width + 1])
                 neighbours = LogNeighbours(
-                    raw[width], None if following.position is None else following
+                    raw[width], None if following.position is None else following, raw[-1]
                 )
             if not verifier.feed(row, neighbours):
                 return verifier.report()

@@ -111,6 +111,11 @@ async def verify_chain(
     noted = read_heads(against) if against is not None else None
     if stream is not None and (sealed or heads or noted):
         raise OrchestratorError("--sealed, --heads and --against apply to the whole store")
+    if sealed and keys is None:
+        raise OrchestratorError(
+            "--sealed needs --public-key (or audit.public_key_files): without a key, "
+            "anyone who can write the database can write a checkpoint too"
+        )
     store = await read_only(settings)
     try:
         result = await verify_store(store, stream, keys=keys, sealed=sealed, against=noted)

@@ -258,3 +258,10 @@ def test_the_engine_signs_with_the_configured_key(tmp_path: Path) -> None:
     done = _invoke("verify", "--config", str(config), "--sealed")
     assert done.exit_code == 0, done.output
     assert "signatures verified" in done.stdout
+
+
+def test_sealed_without_a_public_key_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "signed.sqlite"
+    asyncio.run(_signed_store(f"sqlite:///{db}", CheckpointSigner.generate()))
+    done = _invoke("verify", "--store", f"sqlite:///{db}", "--sealed")
+    assert done.exit_code == 2 and "--sealed needs --public-key" in done.stderr
