@@ -76,46 +76,63 @@ BEGIN SELECT RAISE(ABORT,
   'records are append-only: an INSERT must extend the chain at the next position'); END"""
 """(One seek per index: the stream's last version and hash, compared as one value.)"""
 
+# PostgreSQL checks a whole INSERT statement at once, after it (a transition table of
+# the rows it added; the writer inserts a batch as one statement): the new positions run
+# on from the old last one with nothing after them, and every new row links to the
+# record before it in the log (log_hash) and in its stream (prev_hash, the genesis for
+# version 1), which is not later than it in the log. Set-based, so a batch costs a few
+# index joins, not a PL/pgSQL call per row.
 _PG_APPEND_ONLY = (
     r"""CREATE FUNCTION records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    last_position BIGINT := 0;
-    last_log CHAR(64) := '"""
-    + LOG_GENESIS
-    + r"""';
-    last_version INTEGER := 0;
-    last_hash CHAR(64);
+    first_position BIGINT;
+    last_position BIGINT;
+    added_count BIGINT;
+    previous BIGINT;
+    bad RECORD;
 BEGIN
-    SELECT position, log_hash INTO last_position, last_log
-        FROM records ORDER BY position DESC LIMIT 1;
-    IF NOT FOUND THEN
-        last_position := 0;
-        last_log := '"""
-    + LOG_GENESIS
-    + r"""';
+    SELECT min(position), max(position), count(*)
+        INTO first_position, last_position, added_count FROM added;
+    IF added_count = 0 THEN
+        RETURN NULL;
     END IF;
-    SELECT version, hash INTO last_version, last_hash
-        FROM records WHERE stream_id = NEW.stream_id ORDER BY version DESC LIMIT 1;
-    IF NOT FOUND THEN
-        last_version := 0;
-        last_hash := encode(sha256('\x6576656e7473746f72652e67656e6573697300'::bytea
-                                   || convert_to(NEW.stream_id, 'UTF8')), 'hex');
-    END IF;
-    IF NEW.position IS DISTINCT FROM last_position + 1
-       OR NEW.version IS DISTINCT FROM last_version + 1
-       OR NEW.prev_hash IS DISTINCT FROM last_hash
-       OR NEW.log_hash IS DISTINCT FROM encode(sha256(convert_to(
-            last_log || NEW.hash || NEW.position::text, 'UTF8')), 'hex') THEN
+    SELECT COALESCE(max(position), 0) INTO previous FROM records
+        WHERE position < first_position;
+    IF last_position - first_position + 1 <> added_count
+       OR first_position <> previous + 1
+       OR EXISTS (SELECT 1 FROM records WHERE position > last_position) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'integrity_constraint_violation',
             MESSAGE = format('records are append-only: an INSERT must extend the chain at '
-                             'the next position (%s) and the next version of %L (%s)',
-                             last_position + 1, NEW.stream_id, last_version + 1);
+                             'the next position (%s)', previous + 1);
     END IF;
-    RETURN NEW;
+    SELECT a.position, a.stream_id, a.version INTO bad
+    FROM added a
+    LEFT JOIN records p ON p.position = a.position - 1
+    LEFT JOIN records s ON s.stream_id = a.stream_id AND s.version = a.version - 1
+    WHERE a.log_hash IS DISTINCT FROM encode(sha256(convert_to(
+              COALESCE(p.log_hash, '"""
+    + LOG_GENESIS
+    + r"""') || a.hash || a.position::text, 'UTF8')), 'hex')
+       OR a.prev_hash IS DISTINCT FROM (CASE WHEN a.version = 1
+              THEN encode(sha256('\x6576656e7473746f72652e67656e6573697300'::bytea
+                                 || convert_to(a.stream_id, 'UTF8')), 'hex')
+              ELSE s.hash END)
+       OR s.position > a.position
+       OR EXISTS (SELECT 1 FROM records x WHERE x.stream_id = a.stream_id
+                  AND x.version > a.version AND x.position < a.position)
+    ORDER BY a.position
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'integrity_constraint_violation',
+            MESSAGE = format('records are append-only: an INSERT must extend the chain at '
+                             'the next position and the next version of %L (position %s, '
+                             'version %s does not)', bad.stream_id, bad.position, bad.version);
+    END IF;
+    RETURN NULL;
 END $$"""
 )
-
 
 _SCHEMA_TABLE = """CREATE TABLE eventstore_schema (
     version INTEGER PRIMARY KEY,
@@ -183,8 +200,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE records ENABLE TRIGGER records_no_update_delete",
             "ALTER TABLE records ALTER COLUMN log_hash SET NOT NULL",
             _PG_APPEND_ONLY,
-            """CREATE TRIGGER records_append_only BEFORE INSERT ON records
-            FOR EACH ROW EXECUTE FUNCTION records_append_only()""",
+            """CREATE TRIGGER records_append_only AFTER INSERT ON records
+            REFERENCING NEW TABLE AS added
+            FOR EACH STATEMENT EXECUTE FUNCTION records_append_only()""",
         ),
     ),
 )

@@ -169,8 +169,13 @@ class PostgresSession:
     def __init__(self, driver: Any, lock_key: int) -> None:
         self._db = driver
         self._lock_key = lock_key
-        marks = ", ".join(f"${i}" for i in range(1, 12))
-        self._insert = f"INSERT INTO records ({_INSERT_COLUMNS}) VALUES ({marks})"
+        # One statement a batch, its columns as arrays: the append-only trigger then
+        # checks the batch once, set-based, rather than once a row.
+        self._insert = (
+            f"INSERT INTO records ({_INSERT_COLUMNS}) SELECT * FROM unnest("
+            "$1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], "
+            "$7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -198,8 +203,9 @@ class PostgresSession:
     async def insert(self, rows: list[tuple[Any, ...]]) -> None:
         import asyncpg
 
+        columns = [list(column) for column in zip(*rows, strict=True)]
         try:
-            await self._db.executemany(self._insert, rows)
+            await self._db.execute(self._insert, *columns)
         except asyncpg.IntegrityConstraintViolationError as exc:
             # 23505: UNIQUE(stream_id, version); 23000: the append-only trigger.
             if exc.sqlstate in ("23505", "23000"):
