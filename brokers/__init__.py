@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker, CircuitBreakerPolicy, CircuitState
 from brokers._config import KafkaConfig, MessagingConfig, RedisConfig
+from brokers._dead_letters import DiscardedDeadLetter
 from brokers._errors import (
     BrokerConnectionError,
     BrokerError,
@@ -61,6 +62,7 @@ __all__ = [
     "DeadLetterError",
     "DeadLetterMessage",
     "Delivery",
+    "DiscardedDeadLetter",
     "Headers",
     "InMemoryBroker",
     "KafkaBroker",

@@ -23,10 +23,19 @@ from types import TracebackType
 from typing import Any, Self
 
 from brokers._circuit import CircuitBreakerPolicy
-from brokers._dead_letters import Rejection, check_entry, dead_letter_record, reprocessed
+from brokers._dead_letters import (
+    DiscardedDeadLetter,
+    Rejection,
+    check_entry,
+    dead_letter_record,
+    decode_discarded,
+    discard_record,
+    reprocessed,
+)
 from brokers._errors import (
     BrokerConnectionError,
     BrokerNotConnectedError,
+    DeadLetterError,
     MessageTooLargeError,
     MessageValidationError,
 )
@@ -380,6 +389,49 @@ class Broker(BrokerStorage):
             again.topic, dlq_message.consumer_group, dlq_message.dlq_id, again.encode()
         )
         return again.id
+
+    async def get_dead_letter_message(self, topic: str, dlq_id: str) -> DeadLetterMessage:
+        """Dead letter ``dlq_id`` of ``topic``; :class:`DeadLetterError` if there is none
+        (never was, or reprocessed, discarded or expired since)."""
+        self._require_connected()
+        data = await self._read_dead_letter(topic, dlq_id)
+        if data is None:
+            raise DeadLetterError(f"no dead letter {dlq_id!r} on {topic!r}")
+        return DeadLetterMessage.decode(data, topic, dlq_id)
+
+    async def get_dead_letter_topics(self) -> list[str]:
+        """The topics that have dead letters now, sorted (the broker's own view: every
+        topic, not only those this object has used)."""
+        self._require_connected()
+        return sorted(set(await self._dead_letter_topics()))
+
+    async def discard_dead_letter_message(
+        self, dlq_message: DeadLetterMessage, *, reason: str, discarded_by: str
+    ) -> None:
+        """Take a dead letter out of the DLQ for good, recorded: it moves to the topic's
+        discard archive with who discarded it, when and why
+        (:meth:`get_discarded_dead_letters`). :class:`DeadLetterError` if it is no longer
+        in the DLQ."""
+        self._require_connected()
+        topic = dlq_message.original_message.topic
+        record = discard_record(dlq_message, reason=reason, by=discarded_by, at=self._clock())
+        if not await self._discard(topic, dlq_message.dlq_id, record):
+            raise DeadLetterError(f"no dead letter {dlq_message.dlq_id!r} on {topic!r}")
+        logger.info(
+            "discarded dead letter %s (message %s) on %s by %s: %s",
+            dlq_message.dlq_id,
+            dlq_message.original_message.id,
+            topic,
+            discarded_by,
+            reason,
+        )
+
+    async def get_discarded_dead_letters(
+        self, topic: str, limit: int = 100
+    ) -> list[DiscardedDeadLetter]:
+        """The oldest ``limit`` records of ``topic``'s discard archive."""
+        self._require_connected()
+        return [decode_discarded(data, topic) for data in await self._read_discarded(topic, limit)]
 
     async def get_consumer_lag(self, topic: str, group: str) -> int:
         """Messages the group has still to finish: undelivered + un-acknowledged +

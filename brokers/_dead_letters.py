@@ -1,5 +1,6 @@
 """Dead letters: which delivered entries ``consume`` must not hand out, the record a
-dead-lettered message leaves, and the message a reprocessed record becomes.
+dead-lettered message leaves, the message a reprocessed record becomes, and the record
+a discarded one leaves in the topic's discard archive.
 
 Pure functions over messages; :class:`~brokers._base.Broker` does the storage I/O, so
 every broker dead-letters for the same reasons and writes the same records.
@@ -8,6 +9,9 @@ every broker dead-letters for the same reasons and writes the same records.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
 
 from brokers._errors import DeadLetterError
 from brokers._message import (
@@ -81,6 +85,62 @@ def reprocessed(dlq_message: DeadLetterMessage, now: float) -> Message:
     if expires_at is not None:
         expires_at = now + max(expires_at - original.created_at, 0.0)
     return replace(original, retry_count=0, expires_at=expires_at, delivery=None)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardedDeadLetter:
+    """A dead letter someone discarded: the dead letter as it was, and who discarded it,
+    when and why. Discarding moves the record to the topic's discard archive (kept as
+    long as dead letters are, ``dlq_ttl_days``), so nothing is dropped unrecorded."""
+
+    dead_letter: DeadLetterMessage
+    """The dead letter, with the ``dlq_id`` it had in the dead-letter queue."""
+    discarded_at: float
+    """Unix time it was discarded."""
+    discarded_by: str
+    """Who discarded it (for the command line: the user and host)."""
+    reason: str
+    """Why, in the words of whoever discarded it."""
+
+
+def discard_record(dlq_message: DeadLetterMessage, *, reason: str, by: str, at: float) -> bytes:
+    """The discard archive's record of ``dlq_message``: its dead-letter record plus who
+    discarded it, when, why, and the id it had in the dead-letter queue."""
+    if not dlq_message.dlq_id:
+        raise DeadLetterError("dead letter has no dlq_id: read it with get_dead_letter_messages")
+    record: dict[str, Any] = orjson.loads(dlq_message.encode())
+    record["discarded"] = {"at": at, "by": by, "reason": reason, "dlq_id": dlq_message.dlq_id}
+    return orjson.dumps(record)
+
+
+def decode_discarded(data: bytes, topic: str) -> DiscardedDeadLetter:
+    """A record of the discard archive, as written by :func:`discard_record`."""
+    discarded = orjson.loads(data)["discarded"]
+    return DiscardedDeadLetter(
+        dead_letter=DeadLetterMessage.decode(data, topic, str(discarded["dlq_id"])),
+        discarded_at=float(discarded["at"]),
+        discarded_by=str(discarded["by"]),
+        reason=str(discarded["reason"]),
+    )
+
+
+def record_topic(data: bytes | None) -> str | None:
+    """The topic a dead-letter record belongs to, or ``None`` when ``data`` is not a
+    dead-letter record (e.g. a message of a topic whose own name ends like a DLQ's).
+    Records written before the top-level ``topic`` field name it in their original."""
+    try:
+        record = orjson.loads(data) if data is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not {"reason", "group", "failed_at"} <= record.keys():
+        return None
+    topic = record.get("topic")
+    if isinstance(topic, str):
+        return topic
+    original = record.get("original")
+    if isinstance(original, dict) and isinstance(original.get("topic"), str):
+        return str(original["topic"])
+    return ""
 
 
 def _placeholder(topic: str) -> Message:

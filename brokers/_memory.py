@@ -44,7 +44,7 @@ class _Group:
 
 
 class _Topic:
-    __slots__ = ("base", "dlq", "dlq_seq", "groups", "log", "waiters")
+    __slots__ = ("base", "discarded", "dlq", "dlq_seq", "groups", "log", "waiters")
 
     def __init__(self) -> None:
         self.log: list[bytes | None] = []
@@ -53,6 +53,7 @@ class _Topic:
         self.waiters: list[asyncio.Future[None]] = []
         self.dlq: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.dlq_seq = 0
+        self.discarded: deque[tuple[float, bytes]] = deque()
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -266,6 +267,28 @@ class InMemoryBroker(Broker):
             state.dlq.popitem(last=False)
         state.dlq_seq += 1
         state.dlq[str(state.dlq_seq)] = (now, record)
+
+    async def _read_dead_letter(self, topic: str, dlq_id: str) -> bytes | None:
+        state = self._topics.get(topic)
+        row = None if state is None else state.dlq.get(dlq_id)
+        return None if row is None else row[1]
+
+    async def _dead_letter_topics(self) -> list[str]:
+        return [name for name, state in self._topics.items() if state.dlq]
+
+    async def _discard(self, topic: str, dlq_id: str, record: bytes) -> bool:
+        state = self._topic(topic)
+        if state.dlq.pop(dlq_id, None) is None:
+            return False
+        now = self._clock()
+        while state.discarded and state.discarded[0][0] < now - self.dlq_ttl:
+            state.discarded.popleft()
+        state.discarded.append((now, record))
+        return True
+
+    async def _read_discarded(self, topic: str, limit: int) -> list[bytes]:
+        state = self._topics.get(topic)
+        return [] if state is None else [record for _, record in state.discarded][:limit]
 
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
         rows: list[tuple[str, bytes]] = []

@@ -299,6 +299,7 @@ class DeadLetterMessage:
         return orjson.dumps(
             {
                 "v": WIRE_VERSION,
+                "topic": self.original_message.topic,
                 "original": None if self.raw is not None else self.original_message.to_wire(),
                 "raw": self.raw,
                 "reason": self.failure_reason,

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from brokers import _redis_layout as layout
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker
+from brokers._dead_letters import record_topic
 from brokers._errors import BrokerConnectionError, BrokerError
 from brokers._leases import LeaseTable
 from brokers._message import Delivery
@@ -337,6 +338,41 @@ class RedisStreamsBroker(Broker):
             for entry_id, fields in rows or ()
             if (data := layout.entry_data(fields)) is not None
         ]
+
+    async def _read_dead_letter(self, topic: str, dlq_id: str) -> bytes | None:
+        if not layout.is_entry_id(dlq_id):
+            return None
+        redis = self._redis
+        rows = await self._io(lambda: redis.xrange(layout.dlq_key(topic), dlq_id, dlq_id, 1))
+        return next((layout.entry_data(fields) for _, fields in rows or ()), None)
+
+    async def _dead_letter_topics(self) -> list[str]:
+        redis = self._redis
+
+        async def scan() -> list[str]:
+            found: list[str] = []
+            async for key in redis.scan_iter(match=layout.DLQ_PATTERN, _type="STREAM"):
+                first = await redis.xrange(key, count=1)
+                data = next((layout.entry_data(fields) for _, fields in first or ()), None)
+                if record_topic(data) is not None:
+                    found.append(layout.text(key).removesuffix(":dlq"))
+            return found
+
+        return await self._io(scan)
+
+    async def _discard(self, topic: str, dlq_id: str, record: bytes) -> bool:
+        if not layout.is_entry_id(dlq_id):
+            return False
+        min_id = max(0, int((self._clock() - self.dlq_ttl) * 1000))
+        keys = (layout.dlq_key(topic), layout.discarded_key(topic))
+        redis = self._redis
+        moved = await self._io(lambda: redis.eval(layout.DISCARD, 2, *keys, dlq_id, record, min_id))
+        return bool(moved)
+
+    async def _read_discarded(self, topic: str, limit: int) -> list[bytes]:
+        redis = self._redis
+        rows = await self._io(lambda: redis.xrange(layout.discarded_key(topic), count=limit))
+        return [data for _, fields in rows or () if (data := layout.entry_data(fields)) is not None]
 
     async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
         await self._ensure_group(topic, group)

@@ -9,6 +9,8 @@ Keys, for topic ``t`` and group ``g``:
 * ``t:delayed:g`` — a sorted set of retries scored by due time; :data:`PROMOTE` moves
   the due ones into ``t:retry:g`` in the same round trip as the read;
 * ``t:dlq`` — the dead-letter stream (XADD … MINID ~ now - dlq_ttl);
+* ``t:dlq:discarded`` — the discard archive: dead letters someone discarded, with who,
+  when and why (:data:`DISCARD` moves them; MINID ~ now - dlq_ttl as well);
 * ``t:lease:g:<p>`` — the lease of virtual partition ``p`` (0 … membership_partitions-1)
   for group ``g``: a string holding its member's id, ``SET … NX PX membership_ttl``;
 * ``t:members:g`` — a sorted set of the group's members that take part in membership,
@@ -24,6 +26,7 @@ read the same way over RESP2 and RESP3.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 FIELD = b"m"
@@ -104,6 +107,28 @@ return 0
 """Lua: delete the lease keys KEYS[2…] that ARGV[1] holds; if ARGV[2] is '1', remove it
 from the members KEYS[1] too."""
 
+DISCARD = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'm', ARGV[2])
+return 1
+"""
+"""Lua: move dead letter ARGV[1] of KEYS[1] (the DLQ) to KEYS[2] (the discard archive)
+as record ARGV[2], trimming the archive to MINID ~ ARGV[3]; returns 0 (nothing written)
+when the DLQ has no such entry."""
+
+DLQ_PATTERN = "*:dlq"
+"""SCAN pattern of the dead-letter streams (a candidate is checked to hold dead-letter
+records: a topic may itself be named ``…:dlq``)."""
+
+_ENTRY_ID = re.compile(r"\d+-\d+")
+
+
+def is_entry_id(value: str) -> bool:
+    """Whether ``value`` is a full stream entry id (``<ms>-<seq>``)."""
+    return _ENTRY_ID.fullmatch(value) is not None
+
 
 def retry_key(topic: str, group: str) -> str:
     return f"{topic}:retry:{group}"
@@ -115,6 +140,10 @@ def delayed_key(topic: str, group: str) -> str:
 
 def dlq_key(topic: str) -> str:
     return f"{topic}:dlq"
+
+
+def discarded_key(topic: str) -> str:
+    return f"{topic}:dlq:discarded"
 
 
 def lease_key(topic: str, group: str, partition: int) -> str:

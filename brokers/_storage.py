@@ -64,6 +64,24 @@ class BrokerStorage(ABC):
         """Atomically re-deliver ``data`` to ``group`` and remove the DLQ record."""
 
     @abstractmethod
+    async def _read_dead_letter(self, topic: str, dlq_id: str) -> bytes | None:
+        """The DLQ record ``dlq_id`` of the topic (``None``: there is none)."""
+
+    @abstractmethod
+    async def _dead_letter_topics(self) -> list[str]:
+        """The topics whose DLQ holds at least one record, in any order."""
+
+    @abstractmethod
+    async def _discard(self, topic: str, dlq_id: str, record: bytes) -> bool:
+        """Remove DLQ record ``dlq_id`` and append ``record`` to the topic's discard
+        archive (the archive first: a crash in between leaves it in both, never in
+        neither). ``False``: there was no such DLQ record, and nothing is written."""
+
+    @abstractmethod
+    async def _read_discarded(self, topic: str, limit: int) -> list[bytes]:
+        """The oldest ``limit`` records of the topic's discard archive."""
+
+    @abstractmethod
     async def _lag(self, topic: str, group: str) -> int: ...
 
     def _lease_table(self, topic: str, group: str) -> LeaseTable:

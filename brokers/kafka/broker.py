@@ -12,6 +12,8 @@ Topics, for topic ``t`` and group ``g`` (all behind the optional ``topic_prefix`
   unix time a retry falls due); only group ``g`` reads it.
 * ``t.dlq`` — dead letters, one partition, keyed by dead-letter id; reprocessing writes a
   tombstone (a null value) for the id, and the topic is compacted.
+* ``t.dlq.discarded`` — the discard archive: a discarded dead letter is written here
+  (with who, when and why) before its tombstone in ``t.dlq``.
 
 Consumer group ``g`` commits, per partition, only the contiguous acknowledged offsets
 (:mod:`brokers.kafka.offsets`), so a message is done only when it and everything
@@ -38,6 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES
+from brokers._dead_letters import record_topic
 from brokers._membership import MembershipSession, OnAssigned
 from brokers._message import Delivery, Message
 from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compacted, stop
@@ -321,12 +324,49 @@ class KafkaBroker(Broker):
         await self._ack(topic, delivery)
 
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
+        rows = await self._dead_letter_rows(topic)
+        return list(itertools.islice(rows.items(), limit))
+
+    async def _read_dead_letter(self, topic: str, dlq_id: str) -> bytes | None:
+        return (await self._dead_letter_rows(topic)).get(dlq_id)
+
+    async def _dead_letter_rows(self, topic: str) -> dict[str, bytes]:
         name = self._topics.dlq(topic)
         await self._ensure_topics(name, dlq=True)
+        return await self._read_partition0(name)
+
+    async def _read_partition0(self, name: str) -> dict[str, bytes]:
         tp = TopicPartition(name, 0)
         async with self._dlq_lock:
-            rows = await self._io(lambda: read_compacted(self._settings.common, tp))
-        return list(itertools.islice(rows.items(), limit))
+            return await self._io(lambda: read_compacted(self._settings.common, tp))
+
+    async def _dead_letter_topics(self) -> list[str]:
+        admin = self._admin
+        assert admin is not None
+        names = await self._io(admin.list_topics)
+        found: list[str] = []
+        for name in self._topics.dlq_candidates(names):
+            rows = await self._read_partition0(name)
+            topic = record_topic(next(iter(rows.values()), None))
+            if topic is not None:
+                found.append(topic or self._topics.topic_of_dlq(name))
+        return found
+
+    async def _discard(self, topic: str, dlq_id: str, record: bytes) -> bool:
+        if dlq_id not in await self._dead_letter_rows(topic):
+            return False
+        archive, name = self._topics.discarded(topic), self._topics.dlq(topic)
+        await self._ensure_topics(archive, dlq=True)
+        producer, key = self._prod, dlq_id.encode()
+        await self._io(lambda: producer.send_and_wait(archive, record, key=key, partition=0))
+        await self._io(lambda: producer.send_and_wait(name, None, key=key, partition=0))
+        return True
+
+    async def _read_discarded(self, topic: str, limit: int) -> list[bytes]:
+        archive = self._topics.discarded(topic)
+        await self._ensure_topics(archive, dlq=True)
+        rows = await self._read_partition0(archive)
+        return list(itertools.islice(rows.values(), limit))
 
     async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
         await self._send(self._topics.retry(topic, group), (data,), 0.0)

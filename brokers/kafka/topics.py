@@ -2,9 +2,11 @@
 
 For topic ``t`` and group ``g``, each behind the broker's ``topic_prefix``: ``t`` (the
 messages, ``partitions`` partitions), ``t.retry.g`` (the group's retries and reprocessed
-dead letters) and ``t.dlq`` (dead letters: one partition, compacted, kept for the DLQ
-TTL). Characters Kafka does not allow in topic names are spelled ``_xx`` (hex). Topics
-are created on first use, with ``max.message.bytes`` set for the broker's size limit.
+dead letters), ``t.dlq`` (dead letters: one partition, compacted, kept for the DLQ
+TTL) and ``t.dlq.discarded`` (the discard archive: dead letters someone discarded, with
+who, when and why; configured as ``t.dlq``). Characters Kafka does not allow in topic
+names are spelled ``_xx`` (hex). Topics are created on first use, with
+``max.message.bytes`` set for the broker's size limit.
 """
 
 from __future__ import annotations
@@ -53,6 +55,19 @@ class Topics:
 
     def dlq(self, topic: str) -> str:
         return f"{self.main(topic)}.dlq"
+
+    def discarded(self, topic: str) -> str:
+        return f"{self.dlq(topic)}.discarded"
+
+    def dlq_candidates(self, names: list[str]) -> list[str]:
+        """Those of the cluster's topic ``names`` that may be this broker's DLQs (behind
+        its prefix, ending ``.dlq``); a user topic may end so too, so read to be sure."""
+        return [n for n in names if n.startswith(self.prefix) and n.endswith(".dlq")]
+
+    def topic_of_dlq(self, name: str) -> str:
+        """The topic a DLQ topic belongs to, as far as its Kafka name tells (characters
+        spelled ``_xx`` stay so: the records name the topic exactly)."""
+        return name[len(self.prefix) :].removesuffix(".dlq")
 
     def group_id(self, group: str) -> str:
         return self.prefix + group

@@ -362,3 +362,59 @@ def _long_visibility():  # type: ignore[no-untyped-def]
 
 async def _has_dead_letters(broker: Broker, topic: str, n: int) -> bool:
     return len(await broker.get_dead_letter_messages(topic)) >= n
+
+
+async def _dead_letter(broker: Broker, topic: str, payload: dict[str, int], why: str) -> str:
+    """Publish one message, have group g give up on it at once; its message id."""
+    msg_id = await broker.publish(topic, payload)
+    [message] = await take(broker, topic, "g", 1, ack=False)
+    await broker.nack(message, why, requeue=False)
+    return msg_id
+
+
+async def test_a_dead_letter_is_read_by_its_id(broker: Broker) -> None:
+    first = await _dead_letter(broker, "t", {"i": 1}, "one")
+    second = await _dead_letter(broker, "t", {"i": 2}, "two")
+    listed = await broker.get_dead_letter_messages("t")
+    assert [d.original_message.id for d in listed] == [first, second]
+    for dead in listed:
+        assert await broker.get_dead_letter_message("t", dead.dlq_id) == dead
+    for unknown in ("nope", "1-0", "424242"):
+        with pytest.raises(DeadLetterError, match="no dead letter"):
+            await broker.get_dead_letter_message("t", unknown)
+    with pytest.raises(DeadLetterError):
+        await broker.get_dead_letter_message("other", listed[0].dlq_id)
+
+
+async def test_the_topics_with_dead_letters_are_listed(broker: Broker) -> None:
+    assert await broker.get_dead_letter_topics() == []
+    await _dead_letter(broker, "orders", {"i": 1}, "bad")
+    await _dead_letter(broker, "saga.replies", {"i": 2}, "bad")
+    for name in ("fine", "odd.dlq", "odd:dlq"):  # topics without dead letters, some
+        await broker.publish(name, {"ok": True})  # named like a DLQ themselves
+        await take(broker, name, "g", 1)
+    assert await broker.get_dead_letter_topics() == ["orders", "saga.replies"]
+    [dead] = await broker.get_dead_letter_messages("orders")
+    await broker.reprocess_dead_letter_message(dead)
+    assert await broker.get_dead_letter_topics() == ["saga.replies"]
+
+
+async def test_a_discarded_dead_letter_is_kept_in_the_discard_archive(broker: Broker) -> None:
+    msg_id = await _dead_letter(broker, "t", {"amount": 10}, "poison")
+    kept = await _dead_letter(broker, "t", {"amount": 20}, "poison")
+    dead = next(
+        d for d in await broker.get_dead_letter_messages("t") if d.original_message.id == msg_id
+    )
+    assert await broker.get_discarded_dead_letters("t") == []
+    await broker.discard_dead_letter_message(dead, reason="duplicate", discarded_by="ann@ops")
+    assert [d.original_message.id for d in await broker.get_dead_letter_messages("t")] == [kept]
+    with pytest.raises(DeadLetterError):
+        await broker.get_dead_letter_message("t", dead.dlq_id)
+    [archived] = await broker.get_discarded_dead_letters("t")
+    assert archived.dead_letter == dead  # the record as it was, with its DLQ id
+    assert archived.dead_letter.original_message.payload == {"amount": 10}
+    assert (archived.discarded_by, archived.reason) == ("ann@ops", "duplicate")
+    assert archived.discarded_at >= dead.failed_at
+    with pytest.raises(DeadLetterError, match="no dead letter"):
+        await broker.discard_dead_letter_message(dead, reason="again", discarded_by="ann@ops")
+    assert len(await broker.get_discarded_dead_letters("t")) == 1
