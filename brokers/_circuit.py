@@ -26,6 +26,9 @@ class CircuitBreakerPolicy:
     """First wait of a consumer loop that lost its connection, in seconds."""
     reconnect_max_delay: float = 5.0
     """Cap on a consumer loop's reconnect wait (doubles from the base)."""
+    enabled: bool = True
+    """False: the breaker never opens and every call goes through (the seed's
+    ``circuit_breaker_enabled: false``); consumers still reconnect with backoff."""
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1:
@@ -38,6 +41,8 @@ class CircuitState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+    DISABLED = "disabled"
+    """The policy turned the breaker off: it never opens."""
 
 
 class CircuitBreaker:
@@ -59,6 +64,8 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
+        if not self.policy.enabled:
+            return CircuitState.DISABLED
         if self._state is CircuitState.OPEN and self.retry_in() <= 0:
             return CircuitState.HALF_OPEN
         return self._state
@@ -74,6 +81,8 @@ class CircuitBreaker:
         return max(0.0, self._opened_at + self.policy.reset_timeout - self._clock())
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        if not self.policy.enabled:
+            return await fn()
         if self._state is not CircuitState.CLOSED:
             if self._probe is not None or self.retry_in() > 0:
                 raise CircuitOpenError(self.name, self._failures, self.retry_in())

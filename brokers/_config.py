@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from brokers._base import DEFAULT_MAX_MESSAGE_BYTES, Broker
+from brokers._circuit import CircuitBreakerPolicy
 from brokers._errors import ConfigError
 from brokers._options import ConsumerOptions
 
@@ -221,8 +222,13 @@ class MessagingConfig(BaseSettings):
         return config
 
     def create_broker(self, **overrides: Any) -> Broker:
-        """The broker ``broker_type`` names, configured from this object."""
-        overrides = {"consumer_options": self.consumer.options(), **overrides}
+        """The broker ``broker_type`` names, configured from this object
+        (``circuit_breaker_enabled: false``: a breaker that never opens)."""
+        overrides = {
+            "consumer_options": self.consumer.options(),
+            "circuit": CircuitBreakerPolicy(enabled=self.circuit_breaker_enabled),
+            **overrides,
+        }
         if self.broker_type == "redis":
             from brokers._redis import RedisStreamsBroker
 
