@@ -1,4 +1,9 @@
-"""Counters every broker keeps, read by ``Broker.get_metrics()``."""
+"""Counters every broker keeps, read by ``Broker.get_metrics()`` and by the orchestrator's
+Prometheus collector (the same integers: the two cannot disagree).
+
+Nothing here knows Prometheus: the counters are plain attributes, and the delivery
+latency goes to ``observe_delivery`` when someone set it (no call, no cost, otherwise).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ _WINDOW = 10  # seconds of history behind throughput_per_second
 
 
 class BrokerMetrics:
-    """Plain counters (O(1) per event) plus a 10 s sliding throughput window."""
+    """Plain counters (O(1) per event) plus a 10 s sliding throughput window.
+
+    ``Broker.connect()`` starts a new one: counters count from the connection.
+    """
+
+    observe_delivery: Callable[[float], None] | None
+    """Called with each first delivery's latency (seconds from publish to consume),
+    when set; a Prometheus histogram's ``observe``, say."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -25,6 +37,7 @@ class BrokerMetrics:
         self._latency_count = 0
         self._buckets = [0] * _WINDOW
         self._bucket_second = [0] * _WINDOW
+        self.observe_delivery = None
 
     def _tick(self, n: int) -> None:
         second = int(self._clock())
@@ -39,10 +52,23 @@ class BrokerMetrics:
         self._tick(n)
 
     def on_consume(self, latency_s: float) -> None:
+        """One message delivered; ``latency_s`` < 0 for a redelivery (not timed)."""
         self.consumed += 1
         if latency_s >= 0:
             self._latency_total += latency_s
             self._latency_count += 1
+            if self.observe_delivery is not None:
+                self.observe_delivery(latency_s)
+
+    @property
+    def latency_seconds_total(self) -> float:
+        """Sum of the first deliveries' latencies (the seed's average's numerator)."""
+        return self._latency_total
+
+    @property
+    def latency_count(self) -> int:
+        """First deliveries timed (the seed's average's denominator)."""
+        return self._latency_count
 
     def uptime(self) -> float:
         return self._clock() - self.started_at

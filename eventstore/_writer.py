@@ -46,7 +46,12 @@ logger = logging.getLogger("eventstore")
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters of the writer's work, to see group commit at work."""
+    """Counters of the writer's work, to see group commit at work.
+
+    Plain numbers a monitoring collector reads; the two ``observe_*`` hooks, when set,
+    are called with each append's latency and each transaction's size (nothing is
+    timed while they are ``None``).
+    """
 
     appends: int = 0
     """Appends committed."""
@@ -58,6 +63,13 @@ class WriterStats:
     """Appends refused with a ConcurrencyError."""
     checkpoints: int = 0
     """Signed checkpoints committed."""
+    queued: int = 0
+    """Appends waiting for the writer (its queue's depth when it last changed)."""
+    observe_append: Callable[[float], None] | None = None
+    """Called with the seconds each committed append waited, from ``append`` to its
+    commit (queueing included: what the appender sees)."""
+    observe_batch: Callable[[int], None] | None = None
+    """Called with the records of each committed transaction (group commit's batch)."""
 
 
 @dataclass(slots=True)
@@ -69,6 +81,8 @@ class PendingAppend:
     future: asyncio.Future[AppendResult]
     checkpoint: bool = False
     """A signed checkpoint: its one record is made when the batch is planned."""
+    queued_at: float = 0.0
+    """``time.perf_counter()`` at submission, when appends are timed."""
 
 
 def _format_time(moment: datetime) -> str:
@@ -127,7 +141,10 @@ class GroupCommitWriter:
     async def submit(self, pending: PendingAppend) -> AppendResult:
         if self._closing or self._task is None or self._task.done():
             raise StoreClosedError("the event store is closed")
+        if self.stats.observe_append is not None:
+            pending.queued_at = time.perf_counter()
         self._queue.append(pending)
+        self.stats.queued = len(self._queue)
         self._wake.set()
         return await pending.future
 
@@ -208,6 +225,7 @@ class GroupCommitWriter:
                     continue
                 batch.append(pending)
                 count += len(pending.records)
+            self.stats.queued = len(self._queue)
             if batch and not batch[-1].checkpoint and self._checkpoint_due(count):
                 batch.append(self._checkpoint_pending())
             try:
@@ -288,6 +306,7 @@ class GroupCommitWriter:
             self._heads.pop(pending.stream_id, None)  # a lost COMMIT may have moved it
         queued = list(self._queue)
         self._queue.clear()
+        self.stats.queued = 0
         for group, said in ((batch, outcome), (queued, "nothing was written")):
             for pending in group:
                 if not pending.future.done():
@@ -304,12 +323,19 @@ class GroupCommitWriter:
             )
             self._down_since = None
         self.stats.transactions += 1
+        stats = self.stats
+        timed = stats.observe_append
+        now = time.perf_counter() if timed is not None else 0.0
+        records = 0
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, AppendResult):
+                if timed is not None and pending.queued_at:
+                    timed(now - pending.queued_at)
                 self._remember(pending.stream_id, (outcome.last_version, outcome.last_hash))
                 self.stats.appends += 1
                 written = outcome.last_version - outcome.first_version + 1
                 self.stats.records += written
+                records += written
                 if pending.checkpoint:
                     self.stats.checkpoints += 1
                     self._unsigned = 0
@@ -319,6 +345,8 @@ class GroupCommitWriter:
                     self._unsigned += written
             else:
                 self.stats.rejected += 1
+        if stats.observe_batch is not None:
+            stats.observe_batch(records)
         self._on_commit()
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
