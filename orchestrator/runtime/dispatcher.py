@@ -8,15 +8,17 @@ the scheduler, and after a crash ``resume`` gives every outstanding command back
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from brokers import Broker
 from eventstore import NewRecord
-from orchestrator.core.commands import FinishSaga, StepCommand
+from orchestrator.core.commands import CompensateStep, FinishSaga, StepCommand
 from orchestrator.core.messages import Command
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
+from orchestrator.runtime.counts import Counts, Observer
 from orchestrator.runtime.scheduler import Scheduler
 from orchestrator.runtime.wire import Topics, payload
 
@@ -29,12 +31,18 @@ class Dispatcher:
     """Publishes a saga's step commands as one batch to its workflow's topic."""
 
     def __init__(
-        self, broker: Broker, topics: Topics, scheduler: Scheduler, counts: dict[str, int]
+        self,
+        broker: Broker,
+        topics: Topics,
+        scheduler: Scheduler,
+        counts: Counts,
+        observer: Observer | None = None,
     ) -> None:
         self._broker = broker
         self._topics = topics
         self._scheduler = scheduler
         self._counts = counts
+        self._observer = observer
 
     async def execute(
         self,
@@ -47,25 +55,35 @@ class Dispatcher:
     ) -> None:
         """``records``, when given, are ``commands`` as just appended: their data is
         sent as is, not encoded again. ``publish=False`` only arms the timers (a saga
-        adopted on a sweep: its commands are out, their backstops will tell)."""
+        adopted on a sweep: its commands are out, their backstops will tell). Attempts
+        are counted once, when first recorded (``records`` given), not when re-sent."""
         outgoing: list[dict[str, Any]] = []
+        counts = self._counts
         for index, command in enumerate(commands):
-            if isinstance(command, StepCommand) and publish:
-                data = None if records is None else dict(records[index].data)
-                outgoing.append(payload(command, data))
+            if isinstance(command, StepCommand):
+                if records is not None:
+                    compensation = isinstance(command, CompensateStep)
+                    counts.add_step("attempts", wf.name, command.step, compensation)
+                    if command.attempt > 1:
+                        counts.add_step("retries", wf.name, command.step, compensation)
+                if publish:
+                    data = None if records is None else dict(records[index].data)
+                    outgoing.append(payload(command, data))
             elif isinstance(command, FinishSaga):
-                status = command.status.value
-                self._counts[status] = self._counts.get(status, 0) + 1
+                counts.add(command.status.value, wf.name)
             self._scheduler.arm(wf, command)
         if not outgoing:
             return
         saga_id = state.saga_id
+        topic = self._topics.steps(wf.name)
+        observer = self._observer
+        began = time.perf_counter() if observer is not None else 0.0
         try:
             await self._broker.publish_batch(
-                self._topics.steps(wf.name),
-                outgoing,
-                headers={"correlation_id": saga_id, "saga_id": saga_id},
+                topic, outgoing, headers={"correlation_id": saga_id, "saga_id": saga_id}
             )
+            if observer is not None:
+                observer.publish(topic, time.perf_counter() - began)
         except Exception as exc:
             logger.warning(
                 "could not publish %d commands of saga %s (%s); sending them again later",

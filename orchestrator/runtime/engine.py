@@ -28,6 +28,7 @@ from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import UnknownSagaError
 from orchestrator.runtime.clock import Clock, SystemClock
+from orchestrator.runtime.counts import Counts
 from orchestrator.runtime.dispatcher import Dispatcher
 from orchestrator.runtime.options import EngineOptions
 from orchestrator.runtime.ownership import Ownership
@@ -74,21 +75,12 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.options = opts = options or EngineOptions()
-        self.counts: dict[str, int] = dict.fromkeys(
-            (
-                "started",
-                "completed",
-                "compensated",
-                "failed",
-                "conflicts",
-                "reissued",
-                "adopted",
-                "duplicates",
-            ),
-            0,
-        )
+        self.counts = Counts()
+        """Engine-wide counts (a dict), and by workflow and step (see ``Counts``)."""
         self._armed: dict[str, int] = {}
         """Saga id → the stream version whose timers this engine has armed."""
+        self.in_flight: dict[str, str] = {}
+        """Saga id → workflow of the unfinished sagas this engine drives (has armed)."""
         self._log = SagaLog(store, cache_size=opts.cache_size)
         self._start_event = starting(self.workflows)
         self._transitions = Transitions(self._log, self.workflows, self.clock, self.counts)
@@ -102,9 +94,17 @@ class Engine:
             reissue_after=opts.reissue_after,
             republish_delay=opts.republish_delay,
         )
-        self._dispatcher = Dispatcher(broker, opts.topics, self._scheduler, self.counts)
+        self._dispatcher = Dispatcher(
+            broker, opts.topics, self._scheduler, self.counts, opts.observer
+        )
         self.ownership = Ownership(
-            store, self.pick_up, self._adopt, self._armed.get, self.counts, enabled=opts.recover
+            store,
+            self.pick_up,
+            self._adopt,
+            self._armed.get,
+            self.counts,
+            enabled=opts.recover,
+            forget=self._forget,
         )
         self._waiters = Waiters(self._log, poll_interval=opts.wait_poll_interval)
         self._replies = ReplyConsumer(
@@ -128,7 +128,11 @@ class Engine:
         self._spawn(self._replies.run(), "replies")
         if self.options.run_workers:
             worker = StepWorker(
-                self.broker, self.workflows, topics=self.options.topics, options=self.options.worker
+                self.broker,
+                self.workflows,
+                topics=self.options.topics,
+                options=self.options.worker,
+                observer=self.options.observer,
             )
             self._spawn(worker.run(), "workers")
         if self.options.recover:
@@ -223,6 +227,8 @@ class Engine:
             version = self._log.cached_version(saga_id)
             if version is not None:
                 self._armed[saga_id] = version
+            if not done.state.is_terminal:
+                self.in_flight[saga_id] = done.workflow.name
             await self._execute(done.workflow, done.state, done.commands, done.records)
         return done
 
@@ -235,7 +241,7 @@ class Engine:
     ) -> None:
         await self._dispatcher.execute(wf, state, commands, records)
         if state.is_terminal:
-            self._armed.pop(state.saga_id, None)
+            self._forget(state.saga_id)
             self._waiters.finished(state)
 
     async def _reissue(self, saga_id: str) -> None:
@@ -255,9 +261,18 @@ class Engine:
             if not mine and self._armed.get(saga_id) == loaded.version:
                 return False
             self._armed[saga_id] = loaded.version
+            if not state.is_terminal:
+                self.in_flight[saga_id] = state.workflow
+        if resend and not mine:
+            self.counts.add("adopted", state.workflow)
         wf = self.workflows[state.workflow]
         await self._dispatcher.execute(wf, state, resume(wf, state), publish=resend)
         return True
+
+    def _forget(self, saga_id: str) -> None:
+        """The saga finished (here, or, as a sweep found, on another engine)."""
+        self._armed.pop(saga_id, None)
+        self.in_flight.pop(saga_id, None)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

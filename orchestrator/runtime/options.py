@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.runtime.counts import Observer
 from orchestrator.runtime.wire import Topics
 from orchestrator.runtime.worker import WorkerOptions
 
@@ -51,3 +52,6 @@ class EngineOptions:
     says which command was re-sent. ``None`` turns it off."""
     wait_poll_interval: float = 0.5
     """How often ``wait`` looks at the store for sagas other engines are running."""
+    observer: Observer | None = None
+    """Where step attempts and publishes are timed (``orchestrator.telemetry``'s
+    metrics); ``None``: nothing is timed."""

@@ -61,12 +61,14 @@ class Ownership:
         counts: dict[str, int],
         *,
         enabled: bool,
+        forget: Callable[[str], None] = lambda saga_id: None,
         page_size: int = 500,
     ) -> None:
         self._store = store
         self._pick_up = pick_up
         self._adopt = adopt
         self._known_version = known_version
+        self._forget = forget
         self.enabled = enabled
         self._page_size = page_size
         self._assignment: Assignment | None = None
@@ -171,8 +173,8 @@ class Ownership:
                 try:
                     if requested:
                         await self._pick_up(saga_id)
-                    elif await self._adopt(saga_id, resend) and resend:
-                        self._counts["adopted"] += 1
+                    else:  # the engine counts the sagas it adopts
+                        await self._adopt(saga_id, resend)
                 except StoreUnavailableError:
                     raise  # the whole scan is tried again once the store is back
                 except Exception:
@@ -183,9 +185,12 @@ class Ownership:
             work = []
             for info in page:
                 saga_id = saga_of(info.stream_id)
+                if info.last_type == FinishSaga.type_name:
+                    if self._known_version(saga_id) is not None:
+                        self._forget(saga_id)  # another engine finished it
+                    continue
                 if (
-                    info.last_type != FinishSaga.type_name
-                    and selected(saga_id)
+                    selected(saga_id)
                     # a saga this engine is driving has its timers armed here already
                     and self._known_version(saga_id) != info.version
                 ):

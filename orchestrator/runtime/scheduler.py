@@ -20,6 +20,7 @@ from orchestrator.core.messages import Command, Event
 from orchestrator.core.state import Phase, SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.runtime.clock import Clock
+from orchestrator.runtime.counts import Counts
 from orchestrator.runtime.saga_log import SagaLog
 from orchestrator.runtime.timers import TimerQueue
 from orchestrator.runtime.transition import EventFor, constant
@@ -44,7 +45,7 @@ class Scheduler:
         deliver: Deliver,
         resend: Resend,
         reissue: Callable[[str], Awaitable[None]],
-        counts: dict[str, int],
+        counts: Counts,
         *,
         reissue_after: float | None,
         republish_delay: float,
@@ -95,7 +96,7 @@ class Scheduler:
             if state is None or answered(state, command):
                 return
             logger.warning("no outcome for %s after %ss: sending it again", command.id, delay)
-            self._counts["reissued"] += 1
+            self._counts.add("reissued", wf.name)
             await self._resend(wf, state, [command])
 
         self.queue.call_at(self._clock.now() + delay, check)

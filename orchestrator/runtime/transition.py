@@ -16,13 +16,14 @@ from typing import Protocol
 
 from eventstore import NO_STREAM, ConcurrencyError, ExpectedVersion, NewRecord
 from orchestrator.core.commands import StartSaga
-from orchestrator.core.events import SagaStarted
+from orchestrator.core.events import CompensationTimedOut, SagaStarted, StepTimedOut
 from orchestrator.core.messages import Command, Event, SagaMessage
 from orchestrator.core.react import react, start
 from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import OrchestratorError, SagaExistsError, UnknownWorkflowError
 from orchestrator.runtime.clock import Clock
+from orchestrator.runtime.counts import Counts
 from orchestrator.runtime.keyed_lock import KeyedLock
 from orchestrator.runtime.saga_log import Loaded, SagaLog
 
@@ -65,7 +66,7 @@ class Transitions:
         log: SagaLog,
         workflows: Mapping[str, Workflow],
         clock: Clock,
-        counts: dict[str, int],
+        counts: Counts,
     ) -> None:
         self._log = log
         self._workflows = workflows
@@ -140,7 +141,10 @@ class Transitions:
                     fresh = True
                     continue
                 if started:
-                    self._counts["started"] += 1
+                    self._counts.add("started", wf.name)
+                elif isinstance(event, StepTimedOut | CompensationTimedOut):
+                    compensation = isinstance(event, CompensationTimedOut)
+                    self._counts.add_step("timeouts", wf.name, event.step, compensation)
                 cut = len(written) - len(commands)
                 return Transition(wf, after, commands, records[cut:], started)
         raise OrchestratorError(f"saga {saga_id!r}: too many concurrent writers")

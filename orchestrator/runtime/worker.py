@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from orchestrator.core.events import (
 )
 from orchestrator.core.workflow import Workflow
 from orchestrator.errors import CodecError, StepError
+from orchestrator.runtime.counts import Observer
 from orchestrator.runtime.steps import call_step
 from orchestrator.runtime.wire import Outcome, Topics, parse_command, payload
 
@@ -138,8 +140,10 @@ class StepWorker:
         *,
         topics: Topics | None = None,
         options: WorkerOptions | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._broker = broker
+        self._observer = observer
         self._workflows = dict(workflows)
         self._topics = topics or Topics()
         self._options = options or WorkerOptions()
@@ -180,10 +184,16 @@ class StepWorker:
             await self._broker.nack(message, f"not a step command: {exc}", requeue=False)
             return
         keeper = _KeepAlive(self._broker, message)
+        observer = self._observer
+        began = time.perf_counter() if observer is not None else 0.0
         try:
             outcome = await run_command(workflow, command)
         finally:
             keeper.stop()
+        if observer is not None:
+            ran = time.perf_counter() - began
+            compensation = isinstance(command, CompensateStep)
+            observer.step(workflow.name, command.step, compensation, _OUTCOME[type(outcome)], ran)
         try:
             reply = payload(outcome)
         except CodecError as exc:  # the step returned something that is not plain JSON
@@ -197,8 +207,11 @@ class StepWorker:
             )
             reply = payload(outcome)
         headers = _headers(command)
+        began = time.perf_counter() if observer is not None else 0.0
         try:
             await self._broker.publish(self._topics.replies, reply, headers=headers)
+            if observer is not None:
+                observer.publish(self._topics.replies, time.perf_counter() - began)
         except Exception as exc:
             logger.warning(
                 "could not reply for %s (%s); the command will be redelivered", command.id, exc
@@ -242,6 +255,17 @@ class _KeepAlive:
             self._handle = None
         if self._task is not None:
             self._task.cancel()
+
+
+_OUTCOME: dict[type, str] = {
+    StepSucceeded: "succeeded",
+    StepFailed: "failed",
+    StepTimedOut: "timed_out",
+    CompensationSucceeded: "succeeded",
+    CompensationFailed: "failed",
+    CompensationTimedOut: "timed_out",
+}
+"""The ``outcome`` label of each kind of outcome."""
 
 
 def _headers(command: StepCommand) -> dict[str, Any]:
