@@ -32,6 +32,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.runtime.client import list_sagas, read_saga
 from orchestrator.runtime.loader import load_workflows
 from orchestrator.runtime.settings import Settings
+from orchestrator.telemetry.logs import configure_logging
 
 
 async def replay_saga(
@@ -251,6 +252,7 @@ def verify(
               orchestrator verify --public-key checkpoint.pub --against head.json
     """
     settings = settings_of(config_file, store, workflows_dir, as_json=as_json, ctx=ctx)
+    configure_logging(settings.messaging.log_level)
     work = verify_chain(
         settings,
         stream,
@@ -300,6 +302,7 @@ def replay(
          loaded to check it; also any error (unknown saga, bad store), on one line
     """
     settings = settings_of(config_file, store, workflows_dir, as_json=as_json, ctx=ctx)
+    configure_logging(settings.messaging.log_level)
     work = replay_saga(settings, saga_id, verify=check, as_json=as_json, console=console)
     sys.exit(run_async(ctx, work, as_json=as_json))
 
@@ -328,6 +331,7 @@ def export(
     Example:  orchestrator export 3f2a… -o saga.jsonl
     """
     settings = settings_of(config_file, store, workflows_dir)
+    configure_logging(settings.messaging.log_level)
     write_export(run_async(ctx, export_records(settings, saga_id)), output)
 
 

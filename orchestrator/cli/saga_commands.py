@@ -9,11 +9,11 @@ import json
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from brokers import InMemoryBroker
+from brokers import Broker, InMemoryBroker
 from eventstore import EventLog, EventStore
 from orchestrator.cli.app import (
     EXIT_CODES,
@@ -34,9 +34,17 @@ from orchestrator.runtime.loader import load_workflows
 from orchestrator.runtime.options import EngineOptions
 from orchestrator.runtime.settings import Settings
 from orchestrator.runtime.worker import StepWorker
+from orchestrator.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    from orchestrator.telemetry.metrics import Metrics
+    from orchestrator.telemetry.server import MetricsServer
+
+logger = logging.getLogger("orchestrator")
 
 
 async def _open(settings: Settings) -> tuple[dict[str, Workflow], EventStore]:
+    configure_logging(settings.messaging.log_level)
     workflows = load_workflows(settings.workflows)
     store = await EventStore.open(settings.store)
     return workflows, store
@@ -54,25 +62,28 @@ async def _serve(settings: Settings, *, role: str) -> None:
             "kafka): the in-memory broker lives inside one process, so its engine and "
             "workers must run together (--role both)"
         )
-    _log_to_stderr(settings.messaging.log_level)
+    configure_logging(settings.messaging.log_level)
     workflows = load_workflows(settings.workflows)
     store = None
     if role != "worker":  # checkpoints are signed when a key is configured (audit:)
         store = await EventStore.open(settings.store, **settings.audit.store_options())
     broker = settings.messaging.create_broker()
+    server = None
     try:
         await broker.connect()
+        metrics, server = await _metrics(settings, broker, store, workflows)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         names = ", ".join(workflows) or "none"
         broker_type = settings.messaging.broker_type
+        serving = "metrics off" if server is None else f"metrics at {server.url}"
         if store is None:
-            worker = asyncio.create_task(StepWorker(broker, workflows).run())
+            worker = asyncio.create_task(StepWorker(broker, workflows, observer=metrics).run())
             console.print(
                 f"step workers running: broker [bold]{broker_type}[/bold], workflows "
-                f"{names}; Ctrl-C stops them",
+                f"{names}, {serving}; Ctrl-C stops them",
                 highlight=False,
             )
             await stop.wait()
@@ -80,12 +91,17 @@ async def _serve(settings: Settings, *, role: str) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             return
-        options = EngineOptions(run_workers=role == "both", **settings.engine.options())
-        async with Engine(store, broker, workflows, options=options) as engine:
+        options = EngineOptions(
+            run_workers=role == "both", observer=metrics, **settings.engine.options()
+        )
+        engine = Engine(store, broker, workflows, options=options)
+        if metrics is not None:
+            metrics.attach_engine(engine)
+        async with engine:
             with_workers = " with step workers" if role == "both" else ""
             console.print(
                 f"engine running{with_workers}: store [bold]{settings.store}[/bold], broker "
-                f"[bold]{broker_type}[/bold], workflows {names}; Ctrl-C stops it",
+                f"[bold]{broker_type}[/bold], workflows {names}, {serving}; Ctrl-C stops it",
                 highlight=False,
             )
             await stop.wait()
@@ -93,19 +109,41 @@ async def _serve(settings: Settings, *, role: str) -> None:
                 f"stopping; counts {json.dumps(engine.counts)}", highlight=False, soft_wrap=True
             )
     finally:
+        if server is not None:
+            await server.close()
         await broker.disconnect()
         if store is not None:
             await store.close()
 
 
-def _log_to_stderr(level: str) -> None:
-    """A long-running service logs: the project's loggers at ``log_level`` (the seed's
-    key, default INFO), everything else at WARNING, one timestamped line each."""
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+async def _metrics(
+    settings: Settings, broker: Broker, store: EventStore | None, workflows: dict[str, Workflow]
+) -> tuple[Metrics | None, MetricsServer | None]:
+    """The process's metrics and their ``/metrics`` server, started; nothing at all (not
+    even an import of prometheus_client) with ``metrics_enabled: false``. An address
+    that cannot be bound is a warning, not a failure: the engine runs on without."""
+    if not settings.messaging.metrics_enabled:
+        return None, None
+    from orchestrator.telemetry.metrics import Metrics
+    from orchestrator.telemetry.server import MetricsServer
+
+    config = settings.metrics
+    metrics = Metrics(
+        broker,
+        workflows=workflows,
+        broker_type=settings.messaging.broker_type,
+        probe_interval=config.probe_interval,
+        store_stats=None if store is None else store.stats,
     )
-    for name in ("orchestrator", "brokers", "eventstore"):
-        logging.getLogger(name).setLevel(level)
+    server = MetricsServer(metrics.render, config.host, config.port)
+    try:
+        await server.start()
+    except OSError as exc:
+        where = f"{config.host}:{config.port}"
+        logger.warning("metrics not served: cannot listen on %s: %s", where, exc)
+        metrics.detach()
+        return None, None
+    return metrics, server
 
 
 @cli.command()
@@ -341,10 +379,12 @@ def status(
     Example:  orchestrator status 3f2a…
     """
     settings = settings_of(config_file, store, workflows_dir)
+    configure_logging(settings.messaging.log_level)
     sys.exit(run_async(ctx, show_status(settings, saga_id, limit, console=console)))
 
 
 async def _migrate(settings: Settings) -> int:
+    configure_logging(settings.messaging.log_level)
     store = await EventStore.open(settings.store, migrate=True)
     await store.close()
     from eventstore import SCHEMA_VERSION
@@ -374,4 +414,6 @@ def demo(
     \b
     Example:  orchestrator demo        (embedded default: ./sagaflow.sqlite, in-memory broker)
     """
-    sys.exit(run_async(ctx, run_demo(settings_of(config_file, store, workflows_dir), console)))
+    settings = settings_of(config_file, store, workflows_dir)
+    configure_logging(settings.messaging.log_level)
+    sys.exit(run_async(ctx, run_demo(settings, console)))

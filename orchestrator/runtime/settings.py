@@ -15,11 +15,16 @@ audit:                               # optional: signed checkpoints (docs/CHAIN.
   checkpoint_every: 1000             # records between checkpoints
   checkpoint_interval: 60            # seconds a record may wait unsigned
   public_key_files: [checkpoint.pub] # what `orchestrator verify` checks signatures with
+metrics:                             # optional: where `orchestrator run` serves /metrics
+  host: 127.0.0.1                    # the address it binds (0.0.0.0: every interface)
+  port: 9464                         # 0: any free port (printed at start)
+metrics_enabled: true                # the seed's key: false serves and times nothing
 ```
 
 Environment: ``GREENLANG_STORE`` and ``GREENLANG_WORKFLOWS`` for those two,
 ``GREENLANG_ENGINE_<KEY>`` (``GREENLANG_ENGINE_REISSUE_AFTER=30``) for the engine's,
-``GREENLANG_AUDIT_<KEY>`` for the audit section's, ``GREENLANG_AUDIT_SIGNING_KEY`` for the
+``GREENLANG_AUDIT_<KEY>`` for the audit section's, ``GREENLANG_METRICS_HOST`` and
+``GREENLANG_METRICS_PORT`` for the metrics section's, ``GREENLANG_AUDIT_SIGNING_KEY`` for the
 signing key's PEM text itself (instead of a file: for secret stores that inject it), and
 the seed's ``GREENLANG_BROKER_TYPE``, ``GREENLANG_REDIS_HOST`` … for messaging.
 """
@@ -110,6 +115,20 @@ class AuditSettings(BaseModel):
 _SIGNING_KEY_ENV = "GREENLANG_AUDIT_SIGNING_KEY"
 
 
+class MetricsSettings(BaseModel):
+    """Where ``orchestrator run`` serves Prometheus metrics (``metrics:``), when the
+    seed's ``metrics_enabled`` key is true (the default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    """The address ``/metrics`` binds to: loopback unless opened on purpose."""
+    port: int = Field(9464, ge=0, le=65535)
+    """Its port; 0 takes any free one (the start line says which)."""
+    probe_interval: float = Field(5.0, gt=0)
+    """Seconds a scrape reuses the consumer lag and dead-letter depth read before."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     store: str
@@ -122,6 +141,8 @@ class Settings:
     """The engine's tunables."""
     audit: AuditSettings = field(default_factory=AuditSettings)
     """Signed checkpoints."""
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """Where ``/metrics`` is served."""
 
 
 def load_settings(
@@ -146,6 +167,7 @@ def load_settings(
     file_workflows = data.pop("workflows", None)
     engine = _section("engine", EngineSettings, data.pop("engine", None), config_file)
     audit = _section("audit", AuditSettings, data.pop("audit", None), config_file)
+    metrics = _section("metrics", MetricsSettings, data.pop("metrics", None), config_file)
     for key, value in (("store", file_store), ("workflows", file_workflows)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
@@ -164,6 +186,7 @@ def load_settings(
         messaging=messaging,
         engine=engine,
         audit=audit,
+        metrics=metrics,
     )
 
 
