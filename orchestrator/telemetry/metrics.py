@@ -5,7 +5,9 @@ Counters the engine, the broker and the event store already keep as plain intege
 ``/metrics`` is scraped, by :class:`_Snapshot`; timings are observed into
 histograms through hooks the runtime calls only when metrics are on (the
 ``Observer`` of ``orchestrator.runtime.counts``, ``BrokerMetrics.observe_delivery``,
-``WriterStats.observe_append`` / ``observe_batch``). Consumer lag and dead-letter
+``WriterStats.observe_append`` / ``observe_batch``), kept as plain lists of bucket
+counts (a bisect and an increment: a seventh of ``prometheus_client``'s locked
+``observe``) and exposed at scrape time like the counters. Consumer lag and dead-letter
 depth need the broker: :meth:`Metrics.refresh` reads them before a scrape, at most
 once per ``probe_interval``, with a timeout.
 
@@ -17,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from brokers import Broker, CircuitState
 from eventstore import WriterStats
@@ -112,59 +116,58 @@ class Metrics:
         self.lag: dict[tuple[str, str], int] = {}
         self.dead_letters: dict[str, int] = {}
 
-        registry = self.registry
-        self._step_seconds = Histogram(
+        self._step_seconds = _Histogram(
             "sagaflow_step_duration_seconds",
             "Time a worker spent running one step attempt.",
             ("workflow", "step"),
-            buckets=STEP_BUCKETS,
-            registry=registry,
+            STEP_BUCKETS,
         )
-        self._compensation_seconds = Histogram(
+        self._compensation_seconds = _Histogram(
             "sagaflow_compensation_duration_seconds",
             "Time a worker spent running one compensation attempt.",
             ("workflow", "step"),
-            buckets=STEP_BUCKETS,
-            registry=registry,
+            STEP_BUCKETS,
         )
-        self._outcomes = Counter(
-            "sagaflow_step_outcomes",
-            "Attempts run by this process's workers, by outcome (succeeded, failed, timed_out).",
-            ("workflow", "step", "kind", "outcome"),
-            registry=registry,
-        )
-        self._publish_seconds = Histogram(
+        self._outcomes: dict[tuple[str, str, str, str], list[int]] = {}
+        """(workflow, step, kind, outcome) → [attempts run by this process's workers]."""
+        self._publish_seconds = _Histogram(
             "sagaflow_broker_publish_duration_seconds",
             "Time from publish (one call, maybe a batch) until the broker has the messages.",
             ("topic",),
-            buckets=IO_BUCKETS,
-            registry=registry,
+            IO_BUCKETS,
         )
-        self._delivery_seconds = Histogram(
+        self._delivery_seconds = _Histogram(
             "sagaflow_broker_delivery_latency_seconds",
             "Time from a message's publish to its first delivery to a consumer here.",
             ("broker",),
-            buckets=IO_BUCKETS,
-            registry=registry,
+            IO_BUCKETS,
         )
-        self._append_seconds = Histogram(
+        self._append_seconds = _Histogram(
             "sagaflow_eventstore_append_duration_seconds",
             "Time from an append to its commit, waiting for the group-commit writer included.",
-            buckets=IO_BUCKETS,
-            registry=registry,
+            (),
+            IO_BUCKETS,
         )
-        self._batch_records = Histogram(
+        self._batch_records = _Histogram(
             "sagaflow_eventstore_batch_records",
             "Records written by one event-store transaction.",
-            buckets=BATCH_BUCKETS,
-            registry=registry,
+            (),
+            BATCH_BUCKETS,
         )
-        self._steps: dict[tuple[str, str, bool, str], tuple[Any, Any]] = {}
-        self._topics: dict[str, Any] = {}
+        self.histograms = (
+            self._step_seconds,
+            self._compensation_seconds,
+            self._publish_seconds,
+            self._delivery_seconds,
+            self._append_seconds,
+            self._batch_records,
+        )
+        self._steps: dict[tuple[str, str, bool, str], tuple[_Series, list[int]]] = {}
+        self._topics: dict[str, _Series] = {}
         self._store: WriterStats | None = None
         self.attach_broker(broker)
         self.attach_store(store_stats)
-        registry.register(_Snapshot(self))
+        self.registry.register(_Snapshot(self))
 
     # -- hooks ----------------------------------------------------------------------
 
@@ -177,14 +180,14 @@ class Metrics:
         """Time ``broker``'s deliveries. Call it after ``connect()``, which starts the
         broker's counters (and their hook) afresh."""
         self.broker = broker
-        broker.metrics.observe_delivery = self._delivery_seconds.labels(self.broker_type).observe
+        broker.metrics.observe_delivery = self._delivery_seconds.child(self.broker_type).observe
 
     def attach_store(self, stats: WriterStats | None) -> None:
         """Read and time the event store's writer (``EventStore.stats``)."""
         self._store = stats
         if stats is not None:
-            stats.observe_append = self._append_seconds.observe
-            stats.observe_batch = self._batch_records.observe
+            stats.observe_append = self._append_seconds.child().observe
+            stats.observe_batch = self._batch_records.child().observe
 
     def detach(self) -> None:
         """Stop timing the broker's deliveries and the store's appends (the hooks)."""
@@ -202,19 +205,16 @@ class Metrics:
         if children is None:
             family = self._compensation_seconds if compensation else self._step_seconds
             kind = "compensation" if compensation else "step"
-            children = (
-                family.labels(workflow, step),
-                self._outcomes.labels(workflow, step, kind, outcome),
-            )
-            self._steps[key] = children
+            count = self._outcomes.setdefault((workflow, step, kind, outcome), [0])
+            children = self._steps[key] = (family.child(workflow, step), count)
         children[0].observe(seconds)
-        children[1].inc()
+        children[1][0] += 1
 
     def publish(self, topic: str, seconds: float) -> None:
         """``Observer.publish``: one publish of the engine or a worker."""
         child = self._topics.get(topic)
         if child is None:
-            child = self._topics[topic] = self._publish_seconds.labels(topic)
+            child = self._topics[topic] = self._publish_seconds.child(topic)
         child.observe(seconds)
 
     # -- scraping -------------------------------------------------------------------
@@ -263,9 +263,61 @@ class _Snapshot:
         m = self._m
         if m.engine is not None:
             yield from _engine_families(m.engine)
+        outcomes = CounterMetricFamily(
+            "sagaflow_step_outcomes",
+            "Attempts run by this process's workers, by outcome (succeeded, failed, timed_out).",
+            labels=("workflow", "step", "kind", "outcome"),
+        )
+        for labels, count in sorted(m._outcomes.items()):
+            outcomes.add_metric(labels, count[0])
+        yield outcomes
         yield from _broker_families(m)
         if m._store is not None:
             yield from _store_families(m._store)
+        for histogram in m.histograms:
+            yield histogram.family()
+
+
+class _Series:
+    """One histogram's bucket counts (not cumulative; the last is +Inf) and sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
+        self.sum += value
+
+
+class _Histogram:
+    """A histogram family as plain lists, one ``_Series`` per label values."""
+
+    def __init__(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: Sequence[float]
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.labels = labels
+        self.bounds = tuple(float(bound) for bound in buckets)
+        self._le = [repr(bound) for bound in self.bounds] + ["+Inf"]
+        self.series: dict[tuple[str, ...], _Series] = {}
+
+    def child(self, *values: str) -> _Series:
+        series = self.series.get(values)
+        if series is None:
+            series = self.series[values] = _Series(self.bounds)
+        return series
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        for values, series in sorted(self.series.items()):
+            cumulative = itertools.accumulate(series.counts)
+            family.add_metric(values, list(zip(self._le, cumulative, strict=True)), series.sum)
+        return family
 
 
 def _engine_families(engine: Engine) -> Iterator[Any]:
