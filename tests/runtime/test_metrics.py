@@ -190,24 +190,21 @@ async def test_the_server_answers_only_get_metrics() -> None:
 # -- orchestrator run, as a user runs it --------------------------------------------
 
 
-def _engine(tmp_path: Path, config: str) -> subprocess.Popen[str]:
-    path = tmp_path / "sagaflow.yaml"
-    path.write_text(config)
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(path)],
-        cwd=tmp_path,
+def run_engine(config: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    """``orchestrator run --config config``, once it said it runs: the process (stdout
+    and stderr on one pipe) and its start line."""
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "400"},
     )
-
-
-def _start_line(engine: subprocess.Popen[str]) -> str:
     assert engine.stdout is not None
     for line in engine.stdout:
         if "engine running" in line:
-            return line
+            return engine, line
     raise AssertionError(f"the engine ended before it ran: {engine.wait()}")
 
 
@@ -234,13 +231,13 @@ def test_orchestrator_run_serves_metrics_while_sagas_run(
     tmp_path: Path, stopper: list[subprocess.Popen[str]]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'sagas.db'}"
-    engine = _engine(
-        tmp_path,
+    config = tmp_path / "sagaflow.yaml"
+    config.write_text(
         f"store: {url}\nworkflows: {ROOT / 'workflows'}\nmetrics:\n  port: 0\n"
-        "  probe_interval: 0.1\nengine:\n  intake_poll_interval: 0.05\n",
+        "  probe_interval: 0.1\nengine:\n  intake_poll_interval: 0.05\n"
     )
+    engine, line = run_engine(config, tmp_path)
     stopper.append(engine)
-    line = _start_line(engine)
     assert "metrics at http://127.0.0.1:" in line, line
     address = line.split("metrics at ", 1)[1].split(";", 1)[0].strip()
     declined = {**ORDER, "card": "4000000000000002"}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.runtime.test_metrics import run_engine
 from tests.servers import free_port
 
 LOUD = """
@@ -84,19 +85,8 @@ def _listening(port: int) -> bool:
 def _run_one_saga(config: Path, tmp_path: Path, port: int) -> tuple[str, bool]:
     """``orchestrator run`` with ``config`` while a saga runs; its output, and whether
     it listened on ``port`` then."""
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "400"},
-    )
+    engine, line = run_engine(config, tmp_path)
     try:
-        assert engine.stdout is not None
-        for line in engine.stdout:
-            if "engine running" in line:
-                break
         done = _cli(
             "start", "loud", "--wait", "--pickup", "30", "--config", str(config), cwd=tmp_path
         )
