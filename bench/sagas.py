@@ -1,12 +1,18 @@
 """Saga throughput and latency, on the embedded default and on Redis + SQLite.
 
 Run by hand:  python bench/sagas.py [--backend embedded|redis|both] [--sagas 3000]
+                                    [--metrics off|on|both]
 
 A 3-step saga (reserve → charge (pivot) → ship), every step a trivial function, so what
 is measured is the engine: four appends to the event store (group commit), six broker
 messages, the pure core. Prints sagas/s with 1 and with 100 sagas in flight, and p50 /
 p95 latency of a saga running alone; medians over the rounds. The reference in the same
 run is the store alone: the same four appends per saga with no broker and no core.
+
+``--metrics both`` runs every round twice, without and with Prometheus metrics
+(``orchestrator.telemetry``: step, publish, delivery and append histograms observed, the
+counters read by one scrape at the end of the round), in alternating order, and prints
+what metrics cost: the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from brokers import Broker, ConsumerOptions, InMemoryBroker, RedisStreamsBroker
 from eventstore import NO_STREAM, EventStore, NewRecord
 from orchestrator import Engine, EngineOptions, RetryPolicy, WorkflowBuilder
+from orchestrator.telemetry.metrics import Metrics
 
 three = WorkflowBuilder("bench_three")
 
@@ -93,7 +100,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def bench(name: str, url_of: Any, make_broker: Any, sagas: int, rounds: int) -> None:
+async def engine_round(
+    url: str, make_broker: Any, sagas: int, metrics: bool
+) -> tuple[float, float, list[float]]:
+    """One round: (sagas/s alone, sagas/s 100 in flight, latencies alone)."""
+    store = await EventStore.open(url)
+    broker: Broker = make_broker()
+    await broker.connect()
+    observer = None
+    if metrics:
+        observer = Metrics(broker, workflows=[WORKFLOW.name], store_stats=store.stats)
+    options = EngineOptions(recover=False, intake=False, observer=observer)
+    engine = Engine(store, broker, [WORKFLOW], options=options)
+    if observer is not None:
+        observer.attach_engine(engine)
+    async with engine:
+        await run_sagas(engine, 50, 10)  # warm up
+        alone, latencies = await run_sagas(engine, max(200, sagas // 10), 1)
+        crowd, _ = await run_sagas(engine, sagas, 100)
+        if observer is not None:
+            assert b"sagaflow_sagas_completed_total" in await observer.render()
+    await broker.disconnect()
+    await store.close()
+    return alone, crowd, latencies
+
+
+async def bench(
+    name: str, url_of: Any, make_broker: Any, sagas: int, rounds: int, modes: list[bool]
+) -> None:
     rows: dict[str, list[float]] = {
         "1 in flight": [],
         "100 in flight": [],
@@ -101,24 +135,23 @@ async def bench(name: str, url_of: Any, make_broker: Any, sagas: int, rounds: in
         "p95 ms": [],
         "store alone, 100 in flight": [],
     }
-    for _ in range(rounds):
-        store = await EventStore.open(url_of())
-        broker: Broker = make_broker()
-        await broker.connect()
-        async with Engine(
-            store, broker, [WORKFLOW], options=EngineOptions(recover=False, intake=False)
-        ) as engine:
-            await run_sagas(engine, 50, 10)  # warm up
-            alone, latencies = await run_sagas(engine, max(200, sagas // 10), 1)
-            crowd, _ = await run_sagas(engine, sagas, 100)
-        await broker.disconnect()
-        await store.close()
-        rows["1 in flight"].append(alone)
-        rows["100 in flight"].append(crowd)
-        rows["p50 ms"].append(pct(latencies, 0.5))
-        rows["p95 ms"].append(pct(latencies, 0.95))
+    by_mode: dict[bool, dict[str, list[float]]] = {
+        mode: {"1 in flight": [], "100 in flight": []} for mode in modes
+    }
+    for n in range(rounds):
+        # Alternate which goes first, so warming up (caches, the page cache) is fair.
+        for metrics in modes if n % 2 == 0 else modes[::-1]:
+            alone, crowd, latencies = await engine_round(url_of(), make_broker, sagas, metrics)
+            by_mode[metrics]["1 in flight"].append(alone)
+            by_mode[metrics]["100 in flight"].append(crowd)
+            if metrics == modes[0]:
+                rows["1 in flight"].append(alone)
+                rows["100 in flight"].append(crowd)
+                rows["p50 ms"].append(pct(latencies, 0.5))
+                rows["p95 ms"].append(pct(latencies, 0.95))
         rows["store alone, 100 in flight"].append(await store_only(url_of(), sagas, 100))
-    print(f"\n== {name}: 3-step sagas (median of {rounds} rounds)")
+    shown = "on" if modes[0] else "off"
+    print(f"\n== {name}: 3-step sagas (median of {rounds} rounds, metrics {shown})")
     for label, values in rows.items():
         unit = "" if "ms" in label else " sagas/s"
         print(f"{label:<32}{statistics.median(values):>12,.2f}{unit}")
@@ -126,6 +159,14 @@ async def bench(name: str, url_of: Any, make_broker: Any, sagas: int, rounds: in
         rows["store alone, 100 in flight"]
     )
     print(f"{'engine / store alone':<32}{ratio:>12.2f}")
+    if len(modes) == 2:
+        for label in ("1 in flight", "100 in flight"):
+            off = statistics.median(by_mode[False][label])
+            on = statistics.median(by_mode[True][label])
+            print(
+                f"{'metrics on, ' + label:<32}{on:>12,.2f} sagas/s  "
+                f"(off {off:,.2f}: cost {(1 - on / off) * 100:+.1f}%)"
+            )
 
 
 async def main() -> None:
@@ -135,7 +176,14 @@ async def main() -> None:
     parser.add_argument("--backend", choices=["embedded", "redis", "both"], default="both")
     parser.add_argument("--sagas", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--metrics",
+        choices=["off", "on", "both"],
+        default="off",
+        help="Prometheus metrics in the engine; both: each round twice, and their cost",
+    )
     args = parser.parse_args()
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
     tmp = Path(tempfile.mkdtemp(prefix="bench-sagas-"))
     counter = iter(range(10**6))
 
@@ -149,6 +197,7 @@ async def main() -> None:
             InMemoryBroker,
             args.sagas,
             args.rounds,
+            modes,
         )
     if args.backend in ("redis", "both"):
         from tests.servers import RedisServer
@@ -163,6 +212,7 @@ async def main() -> None:
                 lambda: RedisStreamsBroker(redis_url=server.url, consumer_options=fast),
                 args.sagas,
                 args.rounds,
+                modes,
             )
         finally:
             server.cleanup()
