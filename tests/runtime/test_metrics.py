@@ -277,3 +277,43 @@ def test_orchestrator_run_serves_metrics_while_sagas_run(
     assert engine.returncode == 0, out
     counts = json.loads(out.rsplit("stopping; counts ", 1)[1].splitlines()[0])
     assert counts["started"] == 6 and counts["completed"] == 5  # the same numbers
+
+
+@pytest.mark.redis
+async def test_dead_letters_lag_and_the_circuit_on_redis(redis_url: str) -> None:
+    """Read from a real broker at scrape time: a dead letter, a message waiting, and the
+    breaker's state; disabled by the seed's key, it says so."""
+    from brokers import MessagingConfig
+
+    for enabled in (True, False):
+        config = MessagingConfig(
+            broker_type="redis",
+            redis={"url": redis_url},
+            circuit_breaker_enabled=enabled,
+        )
+        broker = config.create_broker(consumer_options=FAST)
+        await broker.connect()
+        try:
+            topic = f"saga.steps.w{int(enabled)}"
+            metrics = Metrics(
+                broker, workflows=[f"w{int(enabled)}"], broker_type="redis", probe_interval=0.0
+            )
+            await broker.publish(topic, {"n": 1})
+            async for message in broker.consume(topic, "saga-workers"):
+                await broker.nack(message, "poison", requeue=False)
+                break
+            await broker.publish(topic, {"n": 2})
+            _, samples = parse((await metrics.render()).decode())
+        finally:
+            await broker.disconnect()
+        assert value(samples, "sagaflow_broker_dead_letters", topic=topic) == 1
+        assert (
+            value(samples, "sagaflow_broker_consumer_lag", topic=topic, group="saga-workers") == 1
+        )
+        assert value(samples, "sagaflow_broker_messages_dead_lettered_total", broker="redis") == 1
+        state = "closed" if enabled else "disabled"
+        for each in ("closed", "open", "half_open", "disabled"):
+            expected = 1 if each == state else 0
+            assert value(samples, "sagaflow_broker_circuit_state", broker="redis", state=each) == (
+                expected
+            )
