@@ -16,11 +16,13 @@ from brokers import BrokerError
 from eventstore import EventStoreError
 from orchestrator.errors import OrchestratorError
 from orchestrator.runtime.settings import Settings, load_settings
+from orchestrator.telemetry.logs import configure_logging
 
 __all__ = [
     "EXIT_CODES",
     "cli",
     "console",
+    "echo_json",
     "err_console",
     "fail",
     "main",
@@ -60,11 +62,16 @@ def settings_of(
     as_json: bool = False,
     ctx: click.Context | None = None,
 ) -> Settings:
-    """The settings, or a one-line error and exit 2 (a JSON document with ``as_json``)."""
+    """The settings, or a one-line error and exit 2 (a JSON document with ``as_json``).
+
+    Every command reads them first, so here the project's loggers take the seed's
+    ``log_level`` (nothing configures logging at import)."""
     try:
-        return load_settings(config_file, store=store, workflows=workflows_dir)
+        settings = load_settings(config_file, store=store, workflows=workflows_dir)
     except OrchestratorError as exc:
         fail(ctx or click.get_current_context(), exc, as_json=as_json)
+    configure_logging(settings.messaging.log_level)
+    return settings
 
 
 def run_async(ctx: click.Context, work: Awaitable[T], *, as_json: bool = False) -> T:
@@ -81,6 +88,11 @@ def run_async(ctx: click.Context, work: Awaitable[T], *, as_json: bool = False) 
         ValueError,
     ) as exc:
         fail(ctx, exc, as_json=as_json)
+
+
+def echo_json(doc: dict[str, Any]) -> None:
+    """A JSON document on stdout (what every ``--json`` prints)."""
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False, default=str))
 
 
 def fail(ctx: click.Context, exc: Exception, *, as_json: bool = False) -> NoReturn:

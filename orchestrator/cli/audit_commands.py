@@ -4,11 +4,9 @@ reads, prints, and returns the exit code; and ``keygen``, for signed checkpoints
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -16,7 +14,15 @@ from rich.console import Console
 from eventstore import CheckpointSigner, EventStore, Record
 from orchestrator.audit import audit_saga, export_lines, export_saga, verify_store
 from orchestrator.audit.store import read_heads, write_heads
-from orchestrator.cli.app import cli, console, fail, run_async, settings_of, store_options
+from orchestrator.cli.app import (
+    cli,
+    console,
+    echo_json,
+    fail,
+    run_async,
+    settings_of,
+    store_options,
+)
 from orchestrator.cli.render import (
     audit_lines,
     dot,
@@ -32,7 +38,6 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.runtime.client import list_sagas, read_saga
 from orchestrator.runtime.loader import load_workflows
 from orchestrator.runtime.settings import Settings
-from orchestrator.telemetry.logs import configure_logging
 
 
 async def replay_saga(
@@ -45,7 +50,7 @@ async def replay_saga(
     finally:
         await store.close()
     if as_json:
-        _echo_json(audit.to_json())
+        echo_json(audit.to_json())
         return audit.exit_code
     if audit.chain_broken is not None:  # the chain report first: nothing below is proven
         for line in audit_lines(audit):
@@ -128,7 +133,7 @@ async def verify_chain(
     if as_json:
         doc = result.to_json()
         doc["heads_written"] = None if written is None else heads
-        _echo_json(doc)
+        echo_json(doc)
     else:
         for line in verification_lines(result):
             console.print(line, highlight=False, soft_wrap=True)
@@ -160,10 +165,6 @@ def write_export(records: list[Record], output: str | None) -> None:
         return
     with Path(output).open("w", encoding="utf-8", newline="\n") as out:
         out.writelines(line + "\n" for line in export_lines(records))
-
-
-def _echo_json(doc: dict[str, Any]) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False))
 
 
 @cli.command()
@@ -252,7 +253,6 @@ def verify(
               orchestrator verify --public-key checkpoint.pub --against head.json
     """
     settings = settings_of(config_file, store, workflows_dir, as_json=as_json, ctx=ctx)
-    configure_logging(settings.messaging.log_level)
     work = verify_chain(
         settings,
         stream,
@@ -302,7 +302,6 @@ def replay(
          loaded to check it; also any error (unknown saga, bad store), on one line
     """
     settings = settings_of(config_file, store, workflows_dir, as_json=as_json, ctx=ctx)
-    configure_logging(settings.messaging.log_level)
     work = replay_saga(settings, saga_id, verify=check, as_json=as_json, console=console)
     sys.exit(run_async(ctx, work, as_json=as_json))
 
@@ -331,7 +330,6 @@ def export(
     Example:  orchestrator export 3f2a… -o saga.jsonl
     """
     settings = settings_of(config_file, store, workflows_dir)
-    configure_logging(settings.messaging.log_level)
     write_export(run_async(ctx, export_records(settings, saga_id)), output)
 
 

@@ -26,14 +26,22 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.markup import escape
-from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from brokers import Broker, DeadLetterError, DeadLetterMessage, DiscardedDeadLetter
 from eventstore import EventStore
-from orchestrator.cli.app import cli, console, run_async, settings_of, store_options
+from orchestrator.cli.app import cli, console, echo_json, run_async, settings_of, store_options
+from orchestrator.cli.dlq_views import (
+    age,
+    discarded_json,
+    letter_json,
+    letters_table,
+    print_archive,
+    print_sagas,
+    provenance,
+    say,
+)
 from orchestrator.cli.render import when
 from orchestrator.core.state import SagaState, SagaStatus
 from orchestrator.errors import OrchestratorError
@@ -79,41 +87,6 @@ async def _find(broker: Broker, dlq_id: str, topic: str | None) -> DeadLetterMes
             f"dead letter {dlq_id!r} is on several topics ({names}): say which with --topic"
         )
     return found[0]
-
-
-def _age(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def _provenance(dead: DeadLetterMessage) -> dict[str, Any]:
-    """The provenance check of a dead letter: its recorded SHA-256 of payload and
-    headers against one computed now (none for a malformed entry)."""
-    message = dead.original_message
-    if not dead.reprocessable:
-        return {"hash": None, "verified": None, "note": "malformed entry: nothing to check"}
-    ok = message.verify()
-    note = "matches payload and headers" if ok else "does NOT match payload and headers"
-    return {"hash": message.provenance_hash, "verified": ok, "note": note}
-
-
-def _letter_json(dead: DeadLetterMessage, now: float) -> dict[str, Any]:
-    message = dead.original_message
-    return {
-        "id": dead.dlq_id,
-        "topic": message.topic,
-        "message_id": None if dead.raw is not None else message.id,
-        "group": dead.consumer_group,
-        "consumer": dead.consumer,
-        "reason": dead.failure_reason,
-        "retries": message.retry_count,
-        "failed_at": dead.failed_at,
-        "age_seconds": round(now - dead.failed_at, 3),
-        "reprocessable": dead.reprocessable,
-    }
 
 
 # -- failed sagas -------------------------------------------------------------------
@@ -176,44 +149,6 @@ def _resume_command(saga_id: str, config_file: str | None, store: str | None) ->
 
 
 # -- output ---------------------------------------------------------------------------
-
-
-def _echo_json(doc: dict[str, Any]) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
-
-
-def _letters_table(letters: list[DeadLetterMessage], now: float, title: str) -> Table:
-    table = Table(title=title)
-    for column in ("id", "topic", "group", "reason", "retries", "age"):
-        table.add_column(column, overflow="fold")
-    for dead in letters:
-        table.add_row(
-            dead.dlq_id,
-            dead.original_message.topic,
-            dead.consumer_group,
-            escape(dead.failure_reason),
-            str(dead.original_message.retry_count),
-            _age(now - dead.failed_at),
-        )
-    return table
-
-
-def _print_sagas(sagas: list[SagaState], resume: dict[str, str]) -> None:
-    """The failed sagas, then the command that resumes each, one a line (whole, to copy)."""
-    table = Table(title="failed sagas waiting for a person")
-    for column in ("saga", "workflow", "why"):
-        table.add_column(column, overflow="fold")
-    for state in sagas:
-        table.add_row(state.saga_id, state.workflow, escape(state.failure_summary or ""))
-    console.print(table)
-    console.print("resume each, once its cause is fixed, with:", highlight=False)
-    for state in sagas:
-        _say(f"  {resume[state.saga_id]}")
-
-
-def _say(text: str) -> None:
-    """One line of plain text (no markup, never wrapped)."""
-    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -290,9 +225,9 @@ async def _list(
     if as_json:
         doc: dict[str, Any] = {"ok": True}
         if discarded:
-            doc["discarded"] = [_discarded_json(d, now) for d in archive]
+            doc["discarded"] = [discarded_json(d, now) for d in archive]
         else:
-            doc["dead_letters"] = [_letter_json(d, now) for d in letters]
+            doc["dead_letters"] = [letter_json(d, now) for d in letters]
         if waiting is not None:
             doc["sagas"] = [
                 {
@@ -305,49 +240,22 @@ async def _list(
                 for s in waiting.sagas
             ]
             doc["sagas_note"] = waiting.note
-        _echo_json(doc)
+        echo_json(doc)
         return 0
     if discarded:
-        _print_archive(topic or "", archive, now)
+        print_archive(topic or "", archive, now)
         return 0
     if letters:
-        console.print(_letters_table(letters, now, "dead letters"))
+        console.print(letters_table(letters, now, "dead letters"))
     else:
         where = f"on {topic}" if topic is not None else "on any topic"
         console.print(f"no dead letters {where}", highlight=False)
     if waiting is not None:
         if waiting.sagas:
-            _print_sagas(waiting.sagas, resume)
+            print_sagas(waiting.sagas, resume)
         else:
             console.print(waiting.note or "no failed sagas waiting for a person", highlight=False)
     return 0
-
-
-def _discarded_json(item: DiscardedDeadLetter, now: float) -> dict[str, Any]:
-    return {
-        **_letter_json(item.dead_letter, now),
-        "discarded_at": item.discarded_at,
-        "discarded_by": item.discarded_by,
-        "discard_reason": item.reason,
-    }
-
-
-def _print_archive(topic: str, archive: list[DiscardedDeadLetter], now: float) -> None:
-    if not archive:
-        console.print(f"no discarded dead letters on {topic}", highlight=False)
-        return
-    table = Table(title=f"discarded dead letters of {topic}")
-    for column in ("id", "reason", "discarded (UTC)", "by", "why"):
-        table.add_column(column, overflow="fold")
-    for item in archive:
-        table.add_row(
-            item.dead_letter.dlq_id,
-            escape(item.dead_letter.failure_reason),
-            when(item.discarded_at),
-            escape(item.discarded_by),
-            escape(item.reason),
-        )
-    console.print(table)
 
 
 @dlq.command("list")
@@ -402,13 +310,13 @@ async def _show(settings: Settings, dlq_id: str, topic: str | None, as_json: boo
         dead = await _find(broker, dlq_id, topic)
     now = time.time()
     message = dead.original_message
-    check = _provenance(dead)
+    check = provenance(dead)
     code = EXIT_PROVENANCE if check["verified"] is False else 0
     if as_json:
         doc = {
             "ok": code == 0,
             "dead_letter": {
-                **_letter_json(dead, now),
+                **letter_json(dead, now),
                 "headers": message.headers.to_dict(),
                 "payload": None if dead.raw is not None else message.payload,
                 "raw": dead.raw,
@@ -416,12 +324,12 @@ async def _show(settings: Settings, dlq_id: str, topic: str | None, as_json: boo
                 "provenance": check,
             },
         }
-        _echo_json(doc)
+        echo_json(doc)
         return code
     lines = [
         f"dead letter {dead.dlq_id} on {message.topic}",
         f"  reason      {dead.failure_reason}",
-        f"  failed      {when(dead.failed_at)} UTC ({_age(now - dead.failed_at)} ago) in "
+        f"  failed      {when(dead.failed_at)} UTC ({age(now - dead.failed_at)} ago) in "
         f"group {dead.consumer_group}" + (f", consumer {dead.consumer}" if dead.consumer else ""),
     ]
     if dead.raw is None:
@@ -431,7 +339,7 @@ async def _show(settings: Settings, dlq_id: str, topic: str | None, as_json: boo
     if check["hash"]:
         lines.append(f"  sha256      {check['hash']}")
     for line in lines:
-        _say(line)
+        say(line)
     if dead.raw is not None:
         console.print("raw entry", highlight=False)
         click.echo(dead.raw)
@@ -486,15 +394,15 @@ async def _reprocess(
             message_id = await broker.reprocess_dead_letter_message(dead)
             done.append({**entry, "message_id": message_id, "group": dead.consumer_group})
     if as_json:
-        _echo_json({"ok": True, "reprocessed": done, "skipped": skipped})
+        echo_json({"ok": True, "reprocessed": done, "skipped": skipped})
         return 0
     for item in done:
-        _say(
+        say(
             f"reprocessed {item['id']} on {item['topic']}: message {item['message_id']} "
             f"delivered again to group {item['group']}"
         )
     for item in skipped:
-        _say(f"skipped {item['id']} on {item['topic']}: {item['why']}")
+        say(f"skipped {item['id']} on {item['topic']}: {item['why']}")
     if not done and not skipped:
         console.print("no dead letters to reprocess", highlight=False)
     return 0
@@ -543,10 +451,10 @@ async def _discard(
     name = dead.original_message.topic
     if as_json:
         doc = {"ok": True, "discarded": {"id": dlq_id, "topic": name, "by": by, "reason": reason}}
-        _echo_json(doc)
+        echo_json(doc)
         return 0
-    _say(f"discarded {dlq_id} on {name} by {by}: {reason}")
-    _say(f"  kept in the discard archive: orchestrator dlq list {name} --discarded")
+    say(f"discarded {dlq_id} on {name} by {by}: {reason}")
+    say(f"  kept in the discard archive: orchestrator dlq list {name} --discarded")
     return 0
 
 

@@ -34,7 +34,6 @@ from orchestrator.runtime.loader import load_workflows
 from orchestrator.runtime.options import EngineOptions
 from orchestrator.runtime.settings import Settings
 from orchestrator.runtime.worker import StepWorker
-from orchestrator.telemetry.logs import configure_logging
 
 if TYPE_CHECKING:
     from orchestrator.telemetry.metrics import Metrics
@@ -44,7 +43,6 @@ logger = logging.getLogger("orchestrator")
 
 
 async def _open(settings: Settings) -> tuple[dict[str, Workflow], EventStore]:
-    configure_logging(settings.messaging.log_level)
     workflows = load_workflows(settings.workflows)
     store = await EventStore.open(settings.store)
     return workflows, store
@@ -62,7 +60,6 @@ async def _serve(settings: Settings, *, role: str) -> None:
             "kafka): the in-memory broker lives inside one process, so its engine and "
             "workers must run together (--role both)"
         )
-    configure_logging(settings.messaging.log_level)
     workflows = load_workflows(settings.workflows)
     store = None
     if role != "worker":  # checkpoints are signed when a key is configured (audit:)
@@ -379,12 +376,10 @@ def status(
     Example:  orchestrator status 3f2a…
     """
     settings = settings_of(config_file, store, workflows_dir)
-    configure_logging(settings.messaging.log_level)
     sys.exit(run_async(ctx, show_status(settings, saga_id, limit, console=console)))
 
 
 async def _migrate(settings: Settings) -> int:
-    configure_logging(settings.messaging.log_level)
     store = await EventStore.open(settings.store, migrate=True)
     await store.close()
     from eventstore import SCHEMA_VERSION
@@ -415,5 +410,4 @@ def demo(
     Example:  orchestrator demo        (embedded default: ./sagaflow.sqlite, in-memory broker)
     """
     settings = settings_of(config_file, store, workflows_dir)
-    configure_logging(settings.messaging.log_level)
     sys.exit(run_async(ctx, run_demo(settings, console)))

@@ -98,6 +98,7 @@ def test_exported_names_are_pinned() -> None:
         "DeadLetterError",
         "DeadLetterMessage",
         "Delivery",
+        "DiscardedDeadLetter",
         "Headers",
         "InMemoryBroker",
         "KafkaBroker",
