@@ -66,11 +66,13 @@ def settings_of(
 
     Every command reads them first, so here the project's loggers take the seed's
     ``log_level`` (nothing configures logging at import)."""
+    ctx = ctx or click.get_current_context()
     try:
         settings = load_settings(config_file, store=store, workflows=workflows_dir)
     except OrchestratorError as exc:
-        fail(ctx or click.get_current_context(), exc, as_json=as_json)
-    configure_logging(settings.messaging.log_level)
+        fail(ctx, exc, as_json=as_json)
+    fmt = (ctx.find_root().obj or {}).get("log_format", "text")
+    configure_logging(settings.messaging.log_level, "json" if fmt == "json" else "text")
     return settings
 
 
@@ -110,8 +112,17 @@ def fail(ctx: click.Context, exc: Exception, *, as_json: bool = False) -> NoRetu
 
 @click.group()
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="GREENLANG_LOG_FORMAT",
+    help="Log lines as text or one JSON object each; both carry the saga, step and "
+    "attempt a record is about.",
+)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
     """Durable saga orchestration on a SHA-256 hash-chained event store.
 
     \b
@@ -122,6 +133,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["log_format"] = log_format
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from orchestrator.runtime.clock import Clock
 from orchestrator.runtime.counts import Counts
 from orchestrator.runtime.keyed_lock import KeyedLock
 from orchestrator.runtime.saga_log import Loaded, SagaLog
+from orchestrator.telemetry.logs import log_context
 
 __all__ = ["EventFor", "Transition", "Transitions", "constant", "starting"]
 
@@ -98,55 +99,66 @@ class Transitions:
         the saga on since this one cached it. A ``ConcurrencyError`` (another engine
         wrote) reloads and decides again.
         """
-        fresh = False
+        workflow = new.workflow if new is not None else None
         async with self.lock(saga_id):
-            for _ in range(_MAX_TRIES):
-                loaded = (
-                    Loaded(None, 0, new)
-                    if new is not None
-                    else await self._log.load(saga_id, fresh=fresh)
-                )
-                state, request = loaded.state, loaded.request
-                event = event_for(state, request, self._clock.now())
-                after: SagaState | None = state
-                commands: tuple[Command, ...] = ()
-                if event is not None:
-                    wf = self.workflow(state.workflow if state else _workflow_of(event))
-                    after, commands = react(wf, state, event)
-                if event is None or after is state or after is None:
-                    if not fresh and new is None:
-                        fresh = True
-                        continue
-                    if state is None and event is None:
-                        logger.debug("nothing to deliver to saga %s", saga_id)
-                    elif event is not None:
-                        self._counts["duplicates"] += 1  # a redelivery, absorbed
-                    return None
-                started = isinstance(event, SagaStarted)
-                written: list[SagaMessage] = [event, *commands]
-                if new is not None:
-                    written.insert(0, new)
-                try:
-                    # Outcomes and timers come decoded from the wire or the log, commands
-                    # from the core: plain JSON already. A start carries client input.
-                    expected: ExpectedVersion = NO_STREAM if new else loaded.version
-                    records = await self._log.append(
-                        saga_id, after, written, expected, causation_id, request,
-                        trusted=not started,
-                    )  # fmt: skip
-                except ConcurrencyError:
-                    if new is not None:
-                        raise SagaExistsError(f"saga {saga_id!r} already exists") from None
-                    self._counts["conflicts"] += 1
+            with log_context(saga_id=saga_id, workflow=workflow):
+                return await self._apply(saga_id, event_for, causation_id, new)
+
+    async def _apply(
+        self,
+        saga_id: str,
+        event_for: EventFor,
+        causation_id: str | None,
+        new: StartSaga | None,
+    ) -> Transition | None:
+        fresh = False
+        for _ in range(_MAX_TRIES):
+            loaded = (
+                Loaded(None, 0, new)
+                if new is not None
+                else await self._log.load(saga_id, fresh=fresh)
+            )
+            state, request = loaded.state, loaded.request
+            event = event_for(state, request, self._clock.now())
+            after: SagaState | None = state
+            commands: tuple[Command, ...] = ()
+            if event is not None:
+                wf = self.workflow(state.workflow if state else _workflow_of(event))
+                after, commands = react(wf, state, event)
+            if event is None or after is state or after is None:
+                if not fresh and new is None:
                     fresh = True
                     continue
-                if started:
-                    self._counts.add("started", wf.name)
-                elif isinstance(event, StepTimedOut | CompensationTimedOut):
-                    compensation = isinstance(event, CompensationTimedOut)
-                    self._counts.add_step("timeouts", wf.name, event.step, compensation)
-                cut = len(written) - len(commands)
-                return Transition(wf, after, commands, records[cut:], started)
+                if state is None and event is None:
+                    logger.debug("nothing to deliver to saga %s", saga_id)
+                elif event is not None:
+                    self._counts["duplicates"] += 1  # a redelivery, absorbed
+                return None
+            started = isinstance(event, SagaStarted)
+            written: list[SagaMessage] = [event, *commands]
+            if new is not None:
+                written.insert(0, new)
+            try:
+                # Outcomes and timers come decoded from the wire or the log, commands
+                # from the core: plain JSON already. A start carries client input.
+                expected: ExpectedVersion = NO_STREAM if new else loaded.version
+                records = await self._log.append(
+                    saga_id, after, written, expected, causation_id, request,
+                    trusted=not started,
+                )  # fmt: skip
+            except ConcurrencyError:
+                if new is not None:
+                    raise SagaExistsError(f"saga {saga_id!r} already exists") from None
+                self._counts["conflicts"] += 1
+                fresh = True
+                continue
+            if started:
+                self._counts.add("started", wf.name)
+            elif isinstance(event, StepTimedOut | CompensationTimedOut):
+                compensation = isinstance(event, CompensationTimedOut)
+                self._counts.add_step("timeouts", wf.name, event.step, compensation)
+            cut = len(written) - len(commands)
+            return Transition(wf, after, commands, records[cut:], started)
         raise OrchestratorError(f"saga {saga_id!r}: too many concurrent writers")
 
 

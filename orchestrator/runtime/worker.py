@@ -32,6 +32,7 @@ from orchestrator.errors import CodecError, StepError
 from orchestrator.runtime.counts import Observer
 from orchestrator.runtime.steps import call_step
 from orchestrator.runtime.wire import Outcome, Topics, parse_command, payload
+from orchestrator.telemetry.logs import log_context
 
 logger = logging.getLogger("orchestrator")
 
@@ -183,6 +184,16 @@ class StepWorker:
         except CodecError as exc:
             await self._broker.nack(message, f"not a step command: {exc}", requeue=False)
             return
+        with log_context(
+            saga_id=command.saga_id,
+            workflow=workflow.name,
+            step=command.step,
+            attempt=command.attempt,
+            correlation_id=message.correlation_id,
+        ):
+            await self._run(workflow, message, command)
+
+    async def _run(self, workflow: Workflow, message: Message, command: StepCommand) -> None:
         keeper = _KeepAlive(self._broker, message)
         observer = self._observer
         began = time.perf_counter() if observer is not None else 0.0

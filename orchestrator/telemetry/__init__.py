@@ -1,6 +1,8 @@
 """What operators watch: Prometheus metrics served at ``/metrics`` (``metrics``,
-``server``) and the project's log level (``logs``). See ``docs/metrics.md``.
+``server``) and the logs (``logs``: level, format, each record's saga context). See
+``docs/metrics.md``.
 
-Importing this package imports ``prometheus_client``; the runtime never does, so an
-engine with ``metrics_enabled: false`` does not load it.
+Importing ``metrics`` or ``server`` imports ``prometheus_client``; the runtime never
+does (it imports only ``logs``), so an engine with ``metrics_enabled: false`` does not
+load it.
 """
