@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from eventstore import EventStore, Record
+from eventstore import EventStore, Record, StoredRecord, log_link, record_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "orchestrator" / "golden" / "engine"
@@ -50,3 +50,10 @@ async def tamper(store: EventStore, *statements: str | tuple[str, dict[str, Any]
         for statement in statements:
             sql, params = (statement, {}) if isinstance(statement, str) else statement
             await conn.execute(text(sql), params)
+
+
+def relinked(row: StoredRecord, prev_log: str) -> StoredRecord:
+    """``row`` with the hash and log_hash its fields call for, as a forger who knows
+    the spec recomputes them (eventstore's own functions)."""
+    hash_ = record_hash(row)
+    return row._replace(hash=hash_, log_hash=log_link(prev_log, hash_, row.position))

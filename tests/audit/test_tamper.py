@@ -52,10 +52,8 @@ from eventstore import (
     VerifyReport,
     canonical_json,
     genesis_hash,
-    log_link,
 )
-from eventstore._canonical import body_json, chain_hash
-from tests.audit.helpers import tamper
+from tests.audit.helpers import relinked, tamper
 from tests.servers import PostgresServer
 
 # Interleaved appends: (stream, number of records), each its own transaction.
@@ -186,22 +184,6 @@ def _named(row: StoredRecord, reason: str) -> Detected:
     return Detected(row.position, row.stream_id, row.version, reason)
 
 
-def _sealed(row: StoredRecord, prev_log: str) -> StoredRecord:
-    """``row`` with the hash and log_hash its fields call for (eventstore's functions)."""
-    body = body_json(
-        data_json=row.data,
-        kind_json=canonical_json(row.kind),
-        metadata_json=row.metadata,
-        prev_hash=row.prev_hash,
-        recorded_at=row.recorded_at,
-        stream_id_json=canonical_json(row.stream_id),
-        type_json=canonical_json(row.type),
-        version=row.version,
-    )
-    hash_ = chain_hash(row.prev_hash, body)
-    return row._replace(hash=hash_, log_hash=log_link(prev_log, hash_, row.position))
-
-
 def _last_hash(rows: Sequence[StoredRecord], stream: str, before_version: int) -> str:
     """The hash of ``stream``'s ``before_version - 1`` (its genesis for version 1)."""
     return next(
@@ -227,7 +209,7 @@ def _forged(rows: Sequence[StoredRecord], position: int, stream: str, version: i
         "",
         "",
     )
-    return _sealed(row, before[-1].log_hash if before else LOG_GENESIS)
+    return relinked(row, before[-1].log_hash if before else LOG_GENESIS)
 
 
 def _rechain(
@@ -250,7 +232,7 @@ def _rechain(
                 else:  # the genuine key id and signature, over the new head
                     data.update(position=row.position - 1, log_hash=prev_log)
                     row = row._replace(data=canonical_json(data))
-            row = _sealed(row, prev_log)
+            row = relinked(row, prev_log)
         heads[row.stream_id] = row.hash
         prev_log = row.log_hash
         out.append(row)

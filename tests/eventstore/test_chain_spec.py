@@ -36,9 +36,10 @@ from eventstore import (
     canonical_json,
     genesis_hash,
     log_link,
+    record_hash,
     verify_records,
 )
-from eventstore._canonical import body_json, chain_hash
+from eventstore._canonical import body_json
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "CHAIN.md"
@@ -100,21 +101,6 @@ def _rows(db: Path) -> list[StoredRecord]:
         return [StoredRecord(*row) for row in conn.execute(query)]
 
 
-def _hash(row: StoredRecord) -> str:
-    """A record's hash from its stored bytes, by eventstore's own functions."""
-    body = body_json(
-        data_json=row.data,
-        kind_json=canonical_json(row.kind),
-        metadata_json=row.metadata,
-        prev_hash=row.prev_hash,
-        recorded_at=row.recorded_at,
-        stream_id_json=canonical_json(row.stream_id),
-        type_json=canonical_json(row.type),
-        version=row.version,
-    )
-    return chain_hash(row.prev_hash, body)
-
-
 def _tamper(db: Path, *statements: str | tuple[str, tuple[object, ...]]) -> None:
     """Drop the triggers, then run raw SQL."""
     with _connect(db) as conn:
@@ -146,7 +132,7 @@ def _rechain(
                     data = json.loads(row.data) | {"position": row.position - 1, "log_hash": log}
                     row = row._replace(data=canonical_json(data))
                 row = row._replace(prev_hash=heads.get(row.stream_id, genesis_hash(row.stream_id)))
-                row = row._replace(hash=_hash(row))
+                row = row._replace(hash=record_hash(row))
                 row = row._replace(log_hash=log_link(log, row.hash, row.position))
                 conn.execute(
                     "UPDATE records SET data = ?, prev_hash = ?, hash = ?, log_hash = ? "
@@ -180,7 +166,7 @@ def _forge(
     linked to it, with a correct hash and a log hash linked to ``before``'s."""
     row = after._replace(position=position, version=after.version + 1, prev_hash=after.hash)
     row = row._replace(**fields)
-    row = row._replace(hash=_hash(row))
+    row = row._replace(hash=record_hash(row))
     return row._replace(log_hash=log_link(before.log_hash, row.hash, position))
 
 

@@ -28,7 +28,7 @@ from eventstore import (
     genesis_hash,
     log_link,
 )
-from eventstore._canonical import body_json, chain_hash
+from tests.audit.helpers import relinked
 
 COLUMNS = ", ".join(StoredRecord._fields)
 INSERT = (
@@ -113,23 +113,7 @@ def _forge(
         "",
         "",
     )
-    return _sealed(row, prev_log)
-
-
-def _sealed(row: StoredRecord, prev_log: str) -> StoredRecord:
-    """``row`` with the hash and log_hash its fields call for."""
-    body = body_json(
-        data_json=row.data,
-        kind_json=canonical_json(row.kind),
-        metadata_json=row.metadata,
-        prev_hash=row.prev_hash,
-        recorded_at=row.recorded_at,
-        stream_id_json=canonical_json(row.stream_id),
-        type_json=canonical_json(row.type),
-        version=row.version,
-    )
-    hash_ = chain_hash(row.prev_hash, body)
-    return row._replace(hash=hash_, log_hash=log_link(prev_log, hash_, row.position))
+    return relinked(row, prev_log)
 
 
 async def _refused(store: EventStore, match: str, sql: str, params: dict[str, Any]) -> None:
