@@ -31,7 +31,15 @@ from sqlalchemy.exc import ArgumentError
 
 from brokers import Broker, DeadLetterError, DeadLetterMessage, DiscardedDeadLetter
 from eventstore import EventStore
-from orchestrator.cli.app import cli, console, echo_json, run_async, settings_of, store_options
+from orchestrator.cli.app import (
+    cli,
+    console,
+    echo_json,
+    fail,
+    run_async,
+    settings_of,
+    store_options,
+)
 from orchestrator.cli.dlq_views import (
     age,
     discarded_json,
@@ -288,7 +296,7 @@ def list_command(
     holds no sagas; any other store or broker problem is an error (exit 2).
     """
     if discarded and topic is None:
-        raise click.UsageError("--discarded needs a TOPIC")
+        fail(ctx, OrchestratorError("--discarded needs a TOPIC"), as_json=as_json)
     _run(
         ctx,
         (config_file, store, workflows_dir),

@@ -259,3 +259,6 @@ def test_dlq_needs_a_shared_broker_and_an_id_or_all(tmp_path: Path) -> None:
     assert neither.exit_code == 2 and "ID or --all" in neither.stderr
     both = run("dlq", "reprocess", "1-0", "--all")
     assert both.exit_code == 2 and "ID or --all" in both.stderr
+    no_topic = run("dlq", "list", "--discarded", "--json")  # --json: an error is JSON too
+    assert no_topic.exit_code == 2
+    assert json.loads(no_topic.stdout)["error"] == "--discarded needs a TOPIC"
