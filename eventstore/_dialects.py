@@ -3,6 +3,7 @@ and which driver errors mean the database cannot be reached."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,11 +158,13 @@ def create_engine(
         # Take transaction control from the driver: we emit BEGIN ourselves below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # The busy timeout first: switching a new file to WAL needs the file to itself,
+        # and another process may be creating the schema in it at that very moment.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if not in_memory and not read_only:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor, busy_timeout_ms / 1000)
         if not read_only:
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -171,6 +174,23 @@ def create_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine, Dialect("sqlite", in_memory=in_memory)
+
+
+def _use_wal(cursor: Any, patience: float) -> None:
+    """Switch the file to WAL (once: the mode is stored in the file). The switch needs
+    the file to itself and SQLite may refuse it at once, without its busy handler, while
+    another process is creating the schema: so try again, up to ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, through its adapter
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _postgres_engine(url: URL, connect_timeout: float, read_only: bool) -> AsyncEngine:
