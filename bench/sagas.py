@@ -1,7 +1,7 @@
 """Saga throughput and latency, on the embedded default and on Redis + SQLite.
 
 Run by hand:  python bench/sagas.py [--backend embedded|redis|both] [--sagas 3000]
-                                    [--metrics off|on|both]
+                                    [--metrics off|on|both] [--tracing off|on|both]
 
 A 3-step saga (reserve → charge (pivot) → ship), every step a trivial function, so what
 is measured is the engine: four appends to the event store (group commit), six broker
@@ -12,13 +12,17 @@ run is the store alone: the same four appends per saga with no broker and no cor
 ``--metrics both`` runs every round twice, without and with Prometheus metrics
 (``orchestrator.telemetry``: step, publish, delivery and append histograms observed, the
 counters read by one scrape at the end of the round), in alternating order, and prints
-what metrics cost: the ratio of the medians.
+what metrics cost: the ratio of the medians. ``--tracing both`` does the same for
+OpenTelemetry spans (the SDK with a batch processor and an exporter that drops what it
+is given: the spans are made, ended and handed over, not sent anywhere). Given both,
+each round runs every combination, and each is compared with everything off.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import tempfile
@@ -32,6 +36,10 @@ from brokers import Broker, ConsumerOptions, InMemoryBroker, RedisStreamsBroker
 from eventstore import NO_STREAM, EventStore, NewRecord
 from orchestrator import Engine, EngineOptions, RetryPolicy, WorkflowBuilder
 from orchestrator.telemetry.metrics import Metrics
+from orchestrator.telemetry.tracing import SagaTracing
+
+Mode = tuple[bool, bool]
+"""(metrics on, tracing on)."""
 
 three = WorkflowBuilder("bench_three")
 
@@ -100,17 +108,40 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def dropping_tracing() -> tuple[SagaTracing, Any]:
+    """Tracing through the SDK's batch processor to an exporter that drops the spans."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Drop(SpanExporter):
+        exported = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            Drop.exported += len(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return SagaTracing(provider), provider
+
+
 async def engine_round(
-    url: str, make_broker: Any, sagas: int, metrics: bool
+    url: str, make_broker: Any, sagas: int, mode: Mode
 ) -> tuple[float, float, list[float]]:
     """One round: (sagas/s alone, sagas/s 100 in flight, latencies alone)."""
+    metrics, traced = mode
     store = await EventStore.open(url)
     broker: Broker = make_broker()
     await broker.connect()
     observer = None
     if metrics:
         observer = Metrics(broker, workflows=[WORKFLOW.name], store_stats=store.stats)
-    options = EngineOptions(recover=False, intake=False, observer=observer)
+    tracing, provider = dropping_tracing() if traced else (None, None)
+    options = EngineOptions(recover=False, intake=False, observer=observer, tracing=tracing)
     engine = Engine(store, broker, [WORKFLOW], options=options)
     if observer is not None:
         observer.attach_engine(engine)
@@ -122,11 +153,13 @@ async def engine_round(
             assert b"sagaflow_sagas_completed_total" in await observer.render()
     await broker.disconnect()
     await store.close()
+    if provider is not None:
+        provider.shutdown()
     return alone, crowd, latencies
 
 
 async def bench(
-    name: str, url_of: Any, make_broker: Any, sagas: int, rounds: int, modes: list[bool]
+    name: str, url_of: Any, make_broker: Any, sagas: int, rounds: int, modes: list[Mode]
 ) -> None:
     rows: dict[str, list[float]] = {
         "1 in flight": [],
@@ -135,23 +168,22 @@ async def bench(
         "p95 ms": [],
         "store alone, 100 in flight": [],
     }
-    by_mode: dict[bool, dict[str, list[float]]] = {
+    by_mode: dict[Mode, dict[str, list[float]]] = {
         mode: {"1 in flight": [], "100 in flight": []} for mode in modes
     }
     for n in range(rounds):
         # Alternate which goes first, so warming up (caches, the page cache) is fair.
-        for metrics in modes if n % 2 == 0 else modes[::-1]:
-            alone, crowd, latencies = await engine_round(url_of(), make_broker, sagas, metrics)
-            by_mode[metrics]["1 in flight"].append(alone)
-            by_mode[metrics]["100 in flight"].append(crowd)
-            if metrics == modes[0]:
+        for mode in modes if n % 2 == 0 else modes[::-1]:
+            alone, crowd, latencies = await engine_round(url_of(), make_broker, sagas, mode)
+            by_mode[mode]["1 in flight"].append(alone)
+            by_mode[mode]["100 in flight"].append(crowd)
+            if mode == modes[0]:
                 rows["1 in flight"].append(alone)
                 rows["100 in flight"].append(crowd)
                 rows["p50 ms"].append(pct(latencies, 0.5))
                 rows["p95 ms"].append(pct(latencies, 0.95))
         rows["store alone, 100 in flight"].append(await store_only(url_of(), sagas, 100))
-    shown = "on" if modes[0] else "off"
-    print(f"\n== {name}: 3-step sagas (median of {rounds} rounds, metrics {shown})")
+    print(f"\n== {name}: 3-step sagas (median of {rounds} rounds, {describe(modes[0])})")
     for label, values in rows.items():
         unit = "" if "ms" in label else " sagas/s"
         print(f"{label:<32}{statistics.median(values):>12,.2f}{unit}")
@@ -159,14 +191,19 @@ async def bench(
         rows["store alone, 100 in flight"]
     )
     print(f"{'engine / store alone':<32}{ratio:>12.2f}")
-    if len(modes) == 2:
+    for mode in modes[1:]:
         for label in ("1 in flight", "100 in flight"):
-            off = statistics.median(by_mode[False][label])
-            on = statistics.median(by_mode[True][label])
+            off = statistics.median(by_mode[modes[0]][label])
+            on = statistics.median(by_mode[mode][label])
             print(
-                f"{'metrics on, ' + label:<32}{on:>12,.2f} sagas/s  "
-                f"(off {off:,.2f}: cost {(1 - on / off) * 100:+.1f}%)"
+                f"{describe(mode) + ', ' + label:<40}{on:>12,.2f} sagas/s  "
+                f"({describe(modes[0])} {off:,.2f}: cost {(1 - on / off) * 100:+.1f}%)"
             )
+
+
+def describe(mode: Mode) -> str:
+    on = [name for name, flag in zip(("metrics", "tracing"), mode, strict=True) if flag]
+    return " + ".join(on) + " on" if on else "telemetry off"
 
 
 async def main() -> None:
@@ -182,8 +219,15 @@ async def main() -> None:
         default="off",
         help="Prometheus metrics in the engine; both: each round twice, and their cost",
     )
+    parser.add_argument(
+        "--tracing",
+        choices=["off", "on", "both"],
+        default="off",
+        help="OpenTelemetry spans in the engine (needs the [otel] extra); both: their cost",
+    )
     args = parser.parse_args()
-    modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
+    flags = {"off": [False], "on": [True], "both": [False, True]}
+    modes: list[Mode] = list(itertools.product(flags[args.metrics], flags[args.tracing]))
     tmp = Path(tempfile.mkdtemp(prefix="bench-sagas-"))
     counter = iter(range(10**6))
 

@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -38,6 +40,7 @@ from orchestrator.runtime.worker import StepWorker
 if TYPE_CHECKING:
     from orchestrator.telemetry.metrics import Metrics
     from orchestrator.telemetry.server import MetricsServer
+    from orchestrator.telemetry.tracing_export import Exporting
 
 logger = logging.getLogger("orchestrator")
 
@@ -61,6 +64,8 @@ async def _serve(settings: Settings, *, role: str) -> None:
             "workers must run together (--role both)"
         )
     workflows = load_workflows(settings.workflows)
+    exporting = _tracing(settings, role)
+    tracing = None if exporting is None else exporting.tracing
     store = None
     if role != "worker":  # checkpoints are signed when a key is configured (audit:)
         store = await EventStore.open(settings.store, **settings.audit.store_options())
@@ -76,20 +81,26 @@ async def _serve(settings: Settings, *, role: str) -> None:
         names = ", ".join(workflows) or "none"
         broker_type = settings.messaging.broker_type
         serving = "metrics off" if server is None else f"metrics at {server.url}"
+        if exporting is not None:
+            serving += f", spans to {exporting.where}"
         if store is None:
-            worker = asyncio.create_task(StepWorker(broker, workflows, observer=metrics).run())
+            worker = StepWorker(broker, workflows, observer=metrics, tracing=tracing)
+            working = asyncio.create_task(worker.run())
             console.print(
                 f"step workers running: broker [bold]{broker_type}[/bold], workflows "
                 f"{names}, {serving}; Ctrl-C stops them",
                 highlight=False,
             )
             await stop.wait()
-            worker.cancel()
+            working.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker
+                await working
             return
         options = EngineOptions(
-            run_workers=role == "both", observer=metrics, **settings.engine.options()
+            run_workers=role == "both",
+            observer=metrics,
+            tracing=tracing,
+            **settings.engine.options(),
         )
         engine = Engine(store, broker, workflows, options=options)
         if metrics is not None:
@@ -111,6 +122,18 @@ async def _serve(settings: Settings, *, role: str) -> None:
         await broker.disconnect()
         if store is not None:
             await store.close()
+        if exporting is not None:
+            await asyncio.to_thread(exporting.shutdown)
+
+
+def _tracing(settings: Settings, role: str) -> Exporting | None:
+    """The process's spans and their exporter; nothing (no OpenTelemetry import) unless
+    ``tracing.enabled``."""
+    if not settings.tracing.enabled:
+        return None
+    from orchestrator.telemetry.tracing_export import exporting
+
+    return exporting(settings.tracing, role)
 
 
 async def _metrics(
@@ -191,20 +214,30 @@ def _parse_input(text: str) -> dict[str, Any]:
     return value
 
 
+@contextlib.asynccontextmanager
 async def _engine_here(
     settings: Settings, store: EventLog, workflows: dict[str, Workflow]
-) -> tuple[Engine, Any]:
+) -> AsyncIterator[Engine]:
     """An engine in this process for one saga: no ownership (it adopts nothing), no
-    intake."""
+    intake; it traces when ``tracing.enabled``, and flushes its spans when done."""
+    exporting = _tracing(settings, "engine")
     broker = (
         InMemoryBroker()
         if settings.messaging.broker_type == "memory"
         else settings.messaging.create_broker()
     )
-    await broker.connect()
-    engine = Engine(store, broker, workflows, options=EngineOptions(recover=False, intake=False))
-    await engine.start()
-    return engine, broker
+    tracing = None if exporting is None else exporting.tracing
+    options = EngineOptions(recover=False, intake=False, tracing=tracing)
+    engine = Engine(store, broker, workflows, options=options)
+    try:
+        await broker.connect()
+        await engine.start()
+        yield engine
+    finally:
+        await engine.stop()
+        await broker.disconnect()
+        if exporting is not None:
+            await asyncio.to_thread(exporting.shutdown)
 
 
 async def _start(
@@ -215,6 +248,7 @@ async def _start(
     timeout: float,
     saga_id: str | None,
     pickup: float,
+    traceparent: str | None = None,
 ) -> int:
     workflows, store = await _open(settings)
     try:
@@ -223,19 +257,17 @@ async def _start(
             raise OrchestratorError(
                 f"unknown workflow {workflow!r} (in {settings.workflows}: {known})"
             )
-        saga_id = await request_saga(store, workflow, data, saga_id=saga_id)
+        saga_id = await request_saga(
+            store, workflow, data, saga_id=saga_id, traceparent=traceparent
+        )
         console.print(saga_id, highlight=False)
         if not wait:
             return 0
         state = await _await_pickup(store, saga_id, pickup)
         if state is None:  # no engine took it: run one here, for this saga
-            engine, broker = await _engine_here(settings, store, workflows)
-            try:
+            async with _engine_here(settings, store, workflows) as engine:
                 await engine.pick_up(saga_id)
                 state = await engine.wait(saga_id, timeout)
-            finally:
-                await engine.stop()
-                await broker.disconnect()
         elif not state.is_terminal:
             state = await wait_in_store(store, saga_id, timeout=timeout)
         return _report(state)
@@ -283,6 +315,13 @@ def _report(state: SagaState) -> int:
     help="Seconds --wait gives a running engine to pick the saga up before "
     "running one in this process.",
 )
+@click.option(
+    "--traceparent",
+    envvar="TRACEPARENT",
+    callback=lambda ctx, param, value: _traceparent(value),
+    help="A W3C trace context (00-<trace id>-<span id>-<flags>; env TRACEPARENT): the "
+    "saga's spans join that trace when the engine traces.",
+)
 @click.pass_context
 def start(
     ctx: click.Context,
@@ -295,6 +334,7 @@ def start(
     timeout: float,
     saga_id: str | None,
     pickup: float,
+    traceparent: str | None,
 ) -> None:
     """Start a saga of WORKFLOW and print its id.
 
@@ -312,9 +352,23 @@ def start(
             timeout,
             saga_id,
             pickup,
+            traceparent,
         ),
     )
     sys.exit(code)
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _traceparent(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _TRACEPARENT.fullmatch(value) or value.startswith("ff"):
+        raise click.BadParameter(
+            f"{value!r} is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case)"
+        )
+    return value
 
 
 def _parse_input_or_exit(ctx: click.Context, text: str) -> dict[str, Any]:
@@ -327,13 +381,9 @@ def _parse_input_or_exit(ctx: click.Context, text: str) -> dict[str, Any]:
 async def _resume(settings: Settings, saga_id: str, timeout: float) -> int:
     workflows, store = await _open(settings)
     try:
-        engine, broker = await _engine_here(settings, store, workflows)
-        try:
+        async with _engine_here(settings, store, workflows) as engine:
             await engine.resume_saga(saga_id)
             return _report(await engine.wait(saga_id, timeout))
-        finally:
-            await engine.stop()
-            await broker.disconnect()
     finally:
         await store.close()
 

@@ -21,13 +21,22 @@ from orchestrator.runtime.saga_log import STREAM_PREFIX, fold_records, saga_of, 
 
 
 async def request_saga(
-    store: EventLog, workflow: str, input: Mapping[str, Any], *, saga_id: str | None = None
+    store: EventLog,
+    workflow: str,
+    input: Mapping[str, Any],
+    *,
+    saga_id: str | None = None,
+    traceparent: str | None = None,
 ) -> str:
-    """Ask for a saga of ``workflow``; a running engine picks it up. Returns its id."""
+    """Ask for a saga of ``workflow``; a running engine picks it up. Returns its id.
+
+    ``traceparent``: the caller's W3C trace context; an engine that traces makes the
+    saga's span its child, so the saga joins the caller's trace."""
     saga_id = saga_id or uuid.uuid4().hex
     request = StartSaga(saga_id, workflow, dict(input))
+    record = to_record(request, traceparent=traceparent)
     try:
-        await store.append(stream_of(saga_id), [to_record(request)], NO_STREAM)
+        await store.append(stream_of(saga_id), [record], NO_STREAM)
     except ConcurrencyError:
         raise SagaExistsError(f"saga {saga_id!r} already exists") from None
     return saga_id

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from brokers import Broker
 from eventstore import NewRecord
@@ -21,6 +21,9 @@ from orchestrator.core.workflow import Workflow
 from orchestrator.runtime.counts import Counts, Observer
 from orchestrator.runtime.scheduler import Scheduler
 from orchestrator.runtime.wire import Topics, payload
+
+if TYPE_CHECKING:
+    from orchestrator.telemetry.tracing import SagaTracing
 
 __all__ = ["Dispatcher"]
 
@@ -37,12 +40,18 @@ class Dispatcher:
         scheduler: Scheduler,
         counts: Counts,
         observer: Observer | None = None,
+        tracing: SagaTracing | None = None,
+        trace_of: Callable[[str], str | None] | None = None,
     ) -> None:
+        """``tracing``: the saga's span goes with its commands (``traceparent``);
+        ``trace_of`` gives the one recorded for a saga this engine took up."""
         self._broker = broker
         self._topics = topics
         self._scheduler = scheduler
         self._counts = counts
         self._observer = observer
+        self._tracing = tracing
+        self._trace_of = trace_of or (lambda saga_id: None)
 
     async def execute(
         self,
@@ -78,10 +87,11 @@ class Dispatcher:
         topic = self._topics.steps(wf.name)
         observer = self._observer
         began = time.perf_counter() if observer is not None else 0.0
+        headers = {"correlation_id": saga_id, "saga_id": saga_id}
+        if self._tracing is not None:
+            headers.update(self._tracing.headers(saga_id, wf.name, self._trace_of(saga_id)))
         try:
-            await self._broker.publish_batch(
-                topic, outgoing, headers={"correlation_id": saga_id, "saga_id": saga_id}
-            )
+            await self._broker.publish_batch(topic, outgoing, headers=headers)
             if observer is not None:
                 observer.publish(topic, time.perf_counter() - began)
         except Exception as exc:

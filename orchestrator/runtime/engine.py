@@ -83,7 +83,10 @@ class Engine:
         """Saga id → workflow of the unfinished sagas this engine drives (has armed)."""
         self._log = SagaLog(store, cache_size=opts.cache_size)
         self._start_event = starting(self.workflows)
-        self._transitions = Transitions(self._log, self.workflows, self.clock, self.counts)
+        self._tracing = opts.tracing
+        self._transitions = Transitions(
+            self._log, self.workflows, self.clock, self.counts, opts.tracing
+        )
         self._scheduler = Scheduler(
             self.clock,
             self._log,
@@ -95,7 +98,13 @@ class Engine:
             republish_delay=opts.republish_delay,
         )
         self._dispatcher = Dispatcher(
-            broker, opts.topics, self._scheduler, self.counts, opts.observer
+            broker,
+            opts.topics,
+            self._scheduler,
+            self.counts,
+            opts.observer,
+            opts.tracing,
+            self._log.trace_of,
         )
         self.ownership = Ownership(
             store,
@@ -133,6 +142,7 @@ class Engine:
                 topics=self.options.topics,
                 options=self.options.worker,
                 observer=self.options.observer,
+                tracing=self.options.tracing,
             )
             self._spawn(worker.run(), "workers")
         if self.options.recover:
@@ -150,6 +160,8 @@ class Engine:
         self._tasks.clear()
         await self.ownership.close()
         await self._scheduler.queue.close()
+        if self._tracing is not None:
+            self._tracing.close()
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -229,8 +241,29 @@ class Engine:
                 self._armed[saga_id] = version
             if not done.state.is_terminal:
                 self.in_flight[saga_id] = done.workflow.name
+            if self._tracing is not None:
+                self._traced(done)
             await self._execute(done.workflow, done.state, done.commands, done.records)
         return done
+
+    def _traced(self, done: Transition) -> None:
+        """The transition, as an event of the saga's span."""
+        assert self._tracing is not None
+        event = done.event
+        attributes: dict[str, Any] = {}
+        for name in ("step", "attempt", "error"):
+            value = getattr(event, name, None)
+            if value is not None:
+                attributes[f"sagaflow.{name}"] = value
+        saga_id = done.state.saga_id
+        self._tracing.recorded(
+            saga_id,
+            done.workflow.name,
+            self._log.trace_of(saga_id),
+            type(event).type_name,
+            attributes,
+            done.state.status.value,
+        )
 
     async def _execute(
         self,
@@ -273,6 +306,8 @@ class Engine:
         """The saga finished (here, or, as a sweep found, on another engine)."""
         self._armed.pop(saga_id, None)
         self.in_flight.pop(saga_id, None)
+        if self._tracing is not None:
+            self._tracing.handed_off(saga_id)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

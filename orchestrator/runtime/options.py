@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from orchestrator.runtime.counts import Observer
 from orchestrator.runtime.wire import Topics
 from orchestrator.runtime.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from orchestrator.telemetry.tracing import SagaTracing
 
 __all__ = ["EngineOptions"]
 
@@ -55,3 +59,7 @@ class EngineOptions:
     observer: Observer | None = None
     """Where step attempts and publishes are timed (``orchestrator.telemetry``'s
     metrics); ``None``: nothing is timed."""
+    tracing: SagaTracing | None = None
+    """OpenTelemetry spans of sagas, steps and compensations, with the ``traceparent``
+    sent along every command and reply (``orchestrator.telemetry.tracing``, the
+    ``[otel]`` extra); ``None``: no spans, and nothing imported."""

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from eventstore import EventLog, ExpectedVersion, NewRecord, Record
 from orchestrator.core.codec import decode, encode
 from orchestrator.core.commands import StartSaga
+from orchestrator.core.events import SagaStarted
 from orchestrator.core.evolve import fold
 from orchestrator.core.messages import SagaMessage
 from orchestrator.core.state import SagaState
@@ -31,12 +32,21 @@ def saga_of(stream_id: str) -> str:
 
 
 def to_record(
-    message: SagaMessage, causation_id: str | None = None, *, trusted: bool = False
+    message: SagaMessage,
+    causation_id: str | None = None,
+    *,
+    trusted: bool = False,
+    traceparent: str | None = None,
 ) -> NewRecord:
+    """``traceparent``: the W3C trace context the saga's spans descend from, recorded
+    in the metadata of its ``StartSaga`` (the client's) and ``SagaStarted`` (the
+    saga's span) when tracing is on."""
     data = encode(message, trusted=trusted)
     metadata: dict[str, Any] = {"saga_id": message.saga_id, "correlation_id": message.saga_id}
     if causation_id is not None:
         metadata["causation_id"] = causation_id
+    if traceparent is not None:
+        metadata["traceparent"] = traceparent
     cls = type(message)
     return NewRecord(cls.kind, cls.type_name, data, metadata)
 
@@ -58,6 +68,19 @@ class Loaded(NamedTuple):
     """The stream's version (0: no such stream)."""
     request: StartSaga | None
     """The client's ``StartSaga``, when the stream begins with one."""
+    trace: str | None = None
+    """The ``traceparent`` recorded with ``SagaStarted`` (the saga's span), else with
+    the ``StartSaga`` (the client's span); ``None`` when traced by no one."""
+
+
+def _trace(records: Sequence[Record]) -> str | None:
+    """``Loaded.trace`` of a stream: its ``SagaStarted``'s, else its ``StartSaga``'s."""
+    found = None
+    for record in records[:2]:  # StartSaga (when a client asked), then SagaStarted
+        traceparent = record.metadata.get("traceparent")
+        if isinstance(traceparent, str):
+            found = traceparent
+    return found
 
 
 class SagaLog:
@@ -82,9 +105,10 @@ class SagaLog:
         if entry is not None and not fresh:
             self._cache.move_to_end(saga_id)
             return entry
-        messages = [from_record(r) for r in await self.store.read_stream(stream_of(saga_id))]
+        records = await self.store.read_stream(stream_of(saga_id))
+        messages = [from_record(r) for r in records]
         request = messages[0] if messages and isinstance(messages[0], StartSaga) else None
-        entry = Loaded(fold(messages), len(messages), request)
+        entry = Loaded(fold(messages), len(messages), request, _trace(records))
         newer = self._cache.get(saga_id)
         if newer is not None and newer.version >= entry.version:
             return newer
@@ -94,6 +118,11 @@ class SagaLog:
     def cached_version(self, saga_id: str) -> int | None:
         entry = self._cache.get(saga_id)
         return entry.version if entry else None
+
+    def trace_of(self, saga_id: str) -> str | None:
+        """The saga's recorded ``traceparent``, if it is cached (see ``Loaded.trace``)."""
+        entry = self._cache.get(saga_id)
+        return entry.trace if entry else None
 
     async def append(
         self,
@@ -105,17 +134,27 @@ class SagaLog:
         request: StartSaga | None = None,
         *,
         trusted: bool = False,
+        trace: str | None = None,
     ) -> list[NewRecord]:
         """Append ``messages`` (whose fold, after the stream so far, gives ``state``) and
-        cache the new state with the saga's ``request``.
+        cache the new state with the saga's ``request`` and ``trace``.
 
         Returns the records written, in order, so the caller can send the commands'
         data without encoding them again. ``trusted``: the messages hold only plain
-        JSON already (see ``encode``).
+        JSON already (see ``encode``). ``trace``: the saga's ``traceparent``, recorded
+        with its ``SagaStarted`` when that is among ``messages``.
         """
-        records = [to_record(m, causation_id, trusted=trusted) for m in messages]
+        records = [
+            to_record(
+                m,
+                causation_id,
+                trusted=trusted,
+                traceparent=trace if isinstance(m, SagaStarted) else None,
+            )
+            for m in messages
+        ]
         result = await self.store.append(stream_of(saga_id), records, expected)
-        self._remember(saga_id, Loaded(state, result.last_version, request))
+        self._remember(saga_id, Loaded(state, result.last_version, request, trace))
         return records
 
     def _remember(self, saga_id: str, entry: Loaded) -> None:

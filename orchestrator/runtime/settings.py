@@ -19,12 +19,19 @@ metrics:                             # optional: where `orchestrator run` serves
   host: 127.0.0.1                    # the address it binds (0.0.0.0: every interface)
   port: 9464                         # 0: any free port (printed at start)
 metrics_enabled: true                # the seed's key: false serves and times nothing
+tracing:                             # optional: OpenTelemetry spans (the [otel] extra)
+  enabled: false                     # true: a span per saga, step attempt, compensation
+  exporter: otlp                     # otlp (OTLP/HTTP) or console (JSON lines, stderr)
+  endpoint: null                     # OTLP traces URL; null: OTEL_EXPORTER_OTLP_* or
+                                     #   http://localhost:4318/v1/traces
+  service_name: sagaflow             # the service.name resource attribute
 ```
 
 Environment: ``GREENLANG_STORE`` and ``GREENLANG_WORKFLOWS`` for those two,
 ``GREENLANG_ENGINE_<KEY>`` (``GREENLANG_ENGINE_REISSUE_AFTER=30``) for the engine's,
 ``GREENLANG_AUDIT_<KEY>`` for the audit section's, ``GREENLANG_METRICS_HOST`` and
-``GREENLANG_METRICS_PORT`` for the metrics section's, ``GREENLANG_AUDIT_SIGNING_KEY`` for the
+``GREENLANG_METRICS_PORT`` for the metrics section's, ``GREENLANG_TRACING_<KEY>`` for the
+tracing section's, ``GREENLANG_AUDIT_SIGNING_KEY`` for the
 signing key's PEM text itself (instead of a file: for secret stores that inject it), and
 the seed's ``GREENLANG_BROKER_TYPE``, ``GREENLANG_REDIS_HOST`` … for messaging.
 """
@@ -34,7 +41,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -129,6 +136,25 @@ class MetricsSettings(BaseModel):
     """Seconds a scrape reuses the consumer lag and dead-letter depth read before."""
 
 
+class TracingSettings(BaseModel):
+    """Where ``orchestrator run`` sends OpenTelemetry spans (``tracing:``); off unless
+    ``enabled``, and then it needs the ``[otel]`` extra."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    """Open a span per saga, step attempt and compensation, and send the
+    ``traceparent`` with every command and reply."""
+    exporter: Literal["otlp", "console"] = "otlp"
+    """``otlp``: OTLP over HTTP, batched; ``console``: one JSON line per span on
+    stderr, as each ends."""
+    endpoint: str | None = None
+    """The OTLP traces URL; ``None``: the ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` variables, else ``http://localhost:4318/v1/traces``."""
+    service_name: str = Field("sagaflow", min_length=1)
+    """The ``service.name`` of the spans' resource."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     store: str
@@ -143,6 +169,8 @@ class Settings:
     """Signed checkpoints."""
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     """Where ``/metrics`` is served."""
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    """Where spans go, if anywhere."""
 
 
 def load_settings(
@@ -168,6 +196,7 @@ def load_settings(
     engine = _section("engine", EngineSettings, data.pop("engine", None), config_file)
     audit = _section("audit", AuditSettings, data.pop("audit", None), config_file)
     metrics = _section("metrics", MetricsSettings, data.pop("metrics", None), config_file)
+    tracing = _section("tracing", TracingSettings, data.pop("tracing", None), config_file)
     for key, value in (("store", file_store), ("workflows", file_workflows)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
@@ -187,6 +216,7 @@ def load_settings(
         engine=engine,
         audit=audit,
         metrics=metrics,
+        tracing=tracing,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from eventstore import NO_STREAM, ConcurrencyError, ExpectedVersion, NewRecord
 from orchestrator.core.commands import StartSaga
@@ -27,6 +27,9 @@ from orchestrator.runtime.counts import Counts
 from orchestrator.runtime.keyed_lock import KeyedLock
 from orchestrator.runtime.saga_log import Loaded, SagaLog
 from orchestrator.telemetry.logs import log_context
+
+if TYPE_CHECKING:
+    from orchestrator.telemetry.tracing import SagaTracing
 
 __all__ = ["EventFor", "Transition", "Transitions", "constant", "starting"]
 
@@ -51,6 +54,8 @@ class Transition:
     """What one ``apply`` recorded: the saga's new state and the commands to execute."""
 
     workflow: Workflow
+    event: Event
+    """The event delivered."""
     state: SagaState
     commands: tuple[Command, ...]
     records: list[NewRecord]
@@ -68,11 +73,13 @@ class Transitions:
         workflows: Mapping[str, Workflow],
         clock: Clock,
         counts: Counts,
+        tracing: SagaTracing | None = None,
     ) -> None:
         self._log = log
         self._workflows = workflows
         self._clock = clock
         self._counts = counts
+        self._tracing = tracing
         self.lock = KeyedLock()
 
     def workflow(self, name: str) -> Workflow:
@@ -138,15 +145,22 @@ class Transitions:
             written: list[SagaMessage] = [event, *commands]
             if new is not None:
                 written.insert(0, new)
+            trace = loaded.trace
+            if started and self._tracing is not None:
+                trace = self._tracing.start_saga(saga_id, wf.name, trace)
             try:
                 # Outcomes and timers come decoded from the wire or the log, commands
                 # from the core: plain JSON already. A start carries client input.
                 expected: ExpectedVersion = NO_STREAM if new else loaded.version
                 records = await self._log.append(
                     saga_id, after, written, expected, causation_id, request,
-                    trusted=not started,
+                    trusted=not started, trace=trace,
                 )  # fmt: skip
-            except ConcurrencyError:
+            except BaseException as exc:
+                if started and self._tracing is not None:
+                    self._tracing.abandon(saga_id)  # not recorded: the span never was
+                if not isinstance(exc, ConcurrencyError):
+                    raise
                 if new is not None:
                     raise SagaExistsError(f"saga {saga_id!r} already exists") from None
                 self._counts["conflicts"] += 1
@@ -158,7 +172,7 @@ class Transitions:
                 compensation = isinstance(event, CompensationTimedOut)
                 self._counts.add_step("timeouts", wf.name, event.step, compensation)
             cut = len(written) - len(commands)
-            return Transition(wf, after, commands, records[cut:], started)
+            return Transition(wf, event, after, commands, records[cut:], started)
         raise OrchestratorError(f"saga {saga_id!r}: too many concurrent writers")
 
 

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokers import Broker, Message
 from orchestrator.core.commands import CompensateStep, StepCommand
@@ -33,6 +33,9 @@ from orchestrator.runtime.counts import Observer
 from orchestrator.runtime.steps import call_step
 from orchestrator.runtime.wire import Outcome, Topics, parse_command, payload
 from orchestrator.telemetry.logs import log_context
+
+if TYPE_CHECKING:
+    from orchestrator.telemetry.tracing import SagaTracing
 
 logger = logging.getLogger("orchestrator")
 
@@ -142,9 +145,11 @@ class StepWorker:
         topics: Topics | None = None,
         options: WorkerOptions | None = None,
         observer: Observer | None = None,
+        tracing: SagaTracing | None = None,
     ) -> None:
         self._broker = broker
         self._observer = observer
+        self._tracing = tracing
         self._workflows = dict(workflows)
         self._topics = topics or Topics()
         self._options = options or WorkerOptions()
@@ -194,6 +199,28 @@ class StepWorker:
             await self._run(workflow, message, command)
 
     async def _run(self, workflow: Workflow, message: Message, command: StepCommand) -> None:
+        headers = _headers(command)
+        tracing = self._tracing
+        if tracing is None:
+            reply = await self._attempt(workflow, message, command)
+        else:
+            with tracing.step(
+                message.headers.to_dict(),
+                command.saga_id,
+                workflow.name,
+                command.step,
+                command.attempt,
+                isinstance(command, CompensateStep),
+            ) as span:
+                reply = await self._attempt(workflow, message, command)
+                span.finish(_OUTCOME[type(reply[0])], getattr(reply[0], "error", None))
+            headers.update(span.headers)
+        await self._reply(message, command, reply[1], headers)
+
+    async def _attempt(
+        self, workflow: Workflow, message: Message, command: StepCommand
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """Run the attempt: its outcome, and the outcome as the reply's payload."""
         keeper = _KeepAlive(self._broker, message)
         observer = self._observer
         began = time.perf_counter() if observer is not None else 0.0
@@ -206,7 +233,7 @@ class StepWorker:
             compensation = isinstance(command, CompensateStep)
             observer.step(workflow.name, command.step, compensation, _OUTCOME[type(outcome)], ran)
         try:
-            reply = payload(outcome)
+            return outcome, payload(outcome)
         except CodecError as exc:  # the step returned something that is not plain JSON
             outcome = StepFailed(
                 command.saga_id,
@@ -216,8 +243,16 @@ class StepWorker:
                 False,
                 0.0,
             )
-            reply = payload(outcome)
-        headers = _headers(command)
+            return outcome, payload(outcome)
+
+    async def _reply(
+        self,
+        message: Message,
+        command: StepCommand,
+        reply: dict[str, Any],
+        headers: dict[str, Any],
+    ) -> None:
+        observer = self._observer
         began = time.perf_counter() if observer is not None else 0.0
         try:
             await self._broker.publish(self._topics.replies, reply, headers=headers)
