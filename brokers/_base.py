@@ -380,6 +380,13 @@ class Broker(BrokerStorage):
         rows = await self._read_dead_letters(topic, limit)
         return [DeadLetterMessage.decode(data, topic, dlq_id) for dlq_id, data in rows]
 
+    async def get_dead_letter_count(self, topic: str) -> int:
+        """How many dead letters ``topic`` has, every group's (what metrics show as the
+        DLQ's depth): counted by the server where it can (Redis ``XLEN``), never
+        decoded."""
+        self._require_connected()
+        return await self._count_dead_letters(topic)
+
     async def reprocess_dead_letter_message(self, dlq_message: DeadLetterMessage) -> str:
         """Re-deliver a dead letter to the group that gave up on it, with its retry count
         reset and a fresh TTL window; removes it from the DLQ. Returns the message id."""

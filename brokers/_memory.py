@@ -290,6 +290,10 @@ class InMemoryBroker(Broker):
         state = self._topics.get(topic)
         return [] if state is None else [record for _, record in state.discarded][:limit]
 
+    async def _count_dead_letters(self, topic: str) -> int:
+        state = self._topics.get(topic)
+        return 0 if state is None else len(state.dlq)
+
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
         rows: list[tuple[str, bytes]] = []
         for dlq_id, (_, record) in self._topic(topic).dlq.items():

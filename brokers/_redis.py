@@ -330,6 +330,11 @@ class RedisStreamsBroker(Broker):
 
         await self._io(move)
 
+    async def _count_dead_letters(self, topic: str) -> int:
+        redis = self._redis
+        count: int = await self._io(lambda: redis.xlen(layout.dlq_key(topic)))
+        return count
+
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
         redis = self._redis
         rows = await self._io(lambda: redis.xrange(layout.dlq_key(topic), count=limit))

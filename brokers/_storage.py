@@ -60,6 +60,10 @@ class BrokerStorage(ABC):
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]: ...
 
     @abstractmethod
+    async def _count_dead_letters(self, topic: str) -> int:
+        """How many dead letters the topic's DLQ holds, without reading them."""
+
+    @abstractmethod
     async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
         """Atomically re-deliver ``data`` to ``group`` and remove the DLQ record."""
 

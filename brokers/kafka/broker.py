@@ -323,6 +323,9 @@ class KafkaBroker(Broker):
         await self._io(lambda: producer.send_and_wait(name, record, key=key, partition=0))
         await self._ack(topic, delivery)
 
+    async def _count_dead_letters(self, topic: str) -> int:
+        return len(await self._dead_letter_rows(topic))
+
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
         rows = await self._dead_letter_rows(topic)
         return list(itertools.islice(rows.items(), limit))
@@ -331,8 +334,10 @@ class KafkaBroker(Broker):
         return (await self._dead_letter_rows(topic)).get(dlq_id)
 
     async def _dead_letter_rows(self, topic: str) -> dict[str, bytes]:
+        """The topic's DLQ; nothing (and no topic created) when it has none yet."""
         name = self._topics.dlq(topic)
-        await self._ensure_topics(name, dlq=True)
+        if not await self._topics.exists(self._admin, self._io, name):
+            return {}
         return await self._read_partition0(name)
 
     async def _read_partition0(self, name: str) -> dict[str, bytes]:

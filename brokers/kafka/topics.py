@@ -83,6 +83,17 @@ class Topics:
     def forget(self) -> None:
         self._counts.clear()
 
+    async def exists(self, admin: AIOKafkaAdminClient | None, io: KafkaIO, name: str) -> bool:
+        """Whether topic ``name`` exists on the server (asked once it is known to)."""
+        if name in self._counts:
+            return True
+        assert admin is not None
+        (info,) = await io(lambda: admin.describe_topics([name]))
+        if info.get("error_code") or not info.get("partitions"):
+            return False
+        self._counts[name] = len(info["partitions"])
+        return True
+
     async def ensure(
         self, admin: AIOKafkaAdminClient | None, io: KafkaIO, *names: str, dlq: bool = False
     ) -> None:

@@ -45,8 +45,6 @@ IO_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 """Records in one event-store transaction."""
 
-DLQ_COUNT_LIMIT = 1000
-"""Dead letters counted per topic and scrape: a deeper DLQ reads as this many."""
 
 _SAGA_COUNTS = {
     "started": "Sagas started by this engine.",
@@ -240,8 +238,7 @@ class Metrics:
         try:
             async with asyncio.timeout(self._probe_timeout):
                 lag = await self.broker.get_consumer_lag(topic, group)
-                letters = await self.broker.get_dead_letter_messages(topic, limit=DLQ_COUNT_LIMIT)
-                dead = len(letters)
+                dead = await self.broker.get_dead_letter_count(topic)
         except Exception as exc:  # a scrape reports what it can
             logger.debug("metrics: cannot read %s/%s from the broker: %s", topic, group, exc)
         return topic, group, lag, dead
@@ -400,7 +397,7 @@ def _broker_families(m: Metrics) -> Iterator[Any]:
     yield lag
     dead = GaugeMetricFamily(
         "sagaflow_broker_dead_letters",
-        f"Messages in a topic's dead-letter queue (counted up to {DLQ_COUNT_LIMIT}).",
+        "Messages in a topic's dead-letter queue.",
         labels=("topic",),
     )
     for topic, value in sorted(m.dead_letters.items()):

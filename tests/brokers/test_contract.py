@@ -415,6 +415,18 @@ async def test_the_topics_with_dead_letters_are_listed(broker: Broker) -> None:
     assert await broker.get_dead_letter_topics() == ["saga.replies"]
 
 
+async def test_dead_letters_are_counted_as_they_come_and_go(broker: Broker) -> None:
+    assert await broker.get_dead_letter_count("never") == 0
+    for n in range(3):
+        await _dead_letter(broker, "counted", {"n": n}, "bad")
+    assert await broker.get_dead_letter_count("counted") == 3
+    first, second, _ = await broker.get_dead_letter_messages("counted")
+    await broker.reprocess_dead_letter_message(first)
+    await broker.discard_dead_letter_message(second, reason="tested", discarded_by="me")
+    assert await broker.get_dead_letter_count("counted") == 1
+    assert await broker.get_dead_letter_count("never") == 0
+
+
 async def test_a_discarded_dead_letter_is_kept_in_the_discard_archive(broker: Broker) -> None:
     msg_id = await _dead_letter(broker, "t", {"amount": 10}, "poison")
     kept = await _dead_letter(broker, "t", {"amount": 20}, "poison")

@@ -25,6 +25,7 @@ from brokers import (
     BrokerError,
     ConfigError,
     ConsumerOptions,
+    DeadLetterError,
     KafkaBroker,
     Message,
     MessageTooLargeError,
@@ -106,6 +107,19 @@ async def _take(broker: KafkaBroker, topic: str, group: str, n: int, **kw: objec
             if len(got) == n:
                 break
     return got
+
+
+async def test_looking_for_dead_letters_creates_no_topic(kafka: KafkaBroker) -> None:
+    """``dlq list/show`` and every metrics scrape look at DLQs: on a topic with none,
+    they find nothing and leave the cluster as it was."""
+    assert await kafka.get_dead_letter_messages("quiet") == []
+    assert await kafka.get_dead_letter_count("quiet") == 0
+    with pytest.raises(DeadLetterError):
+        await kafka.get_dead_letter_message("quiet", "k-1")
+    admin = kafka._admin
+    assert admin is not None
+    names = await admin.list_topics()
+    assert not [name for name in names if "quiet" in name], names
 
 
 async def test_ten_megabyte_messages_travel_and_larger_ones_are_refused(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -279,25 +280,36 @@ def test_orchestrator_run_serves_metrics_while_sagas_run(
     assert counts["started"] == 6 and counts["completed"] == 5  # the same numbers
 
 
-@pytest.mark.redis
-async def test_dead_letters_lag_and_the_circuit_on_redis(redis_url: str) -> None:
+@pytest.fixture(params=["redis", "kafka"])
+def real_broker(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """A real broker's type and its section of the seed's config."""
+    if request.param == "redis":
+        return "redis", {"redis": {"url": request.getfixturevalue("redis_url")}}
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    return "kafka", {"kafka": {"bootstrap_servers": bootstrap}}
+
+
+async def test_dead_letters_lag_and_the_circuit_on_a_real_broker(
+    real_broker: tuple[str, dict[str, Any]],
+) -> None:
     """Read from a real broker at scrape time: a dead letter, a message waiting, and the
     breaker's state; disabled by the seed's key, it says so."""
     from brokers import MessagingConfig
 
+    kind, section = real_broker
+    run = uuid.uuid4().hex[:8]
     for enabled in (True, False):
         config = MessagingConfig(
-            broker_type="redis",
-            redis={"url": redis_url},
+            broker_type=kind,  # type: ignore[arg-type]
             circuit_breaker_enabled=enabled,
+            **section,
         )
         broker = config.create_broker(consumer_options=FAST)
         await broker.connect()
         try:
-            topic = f"saga.steps.w{int(enabled)}"
-            metrics = Metrics(
-                broker, workflows=[f"w{int(enabled)}"], broker_type="redis", probe_interval=0.0
-            )
+            workflow = f"w{run}{int(enabled)}"
+            topic = f"saga.steps.{workflow}"
+            metrics = Metrics(broker, workflows=[workflow], broker_type=kind, probe_interval=0.0)
             await broker.publish(topic, {"n": 1})
             async for message in broker.consume(topic, "saga-workers"):
                 await broker.nack(message, "poison", requeue=False)
@@ -310,10 +322,11 @@ async def test_dead_letters_lag_and_the_circuit_on_redis(redis_url: str) -> None
         assert (
             value(samples, "sagaflow_broker_consumer_lag", topic=topic, group="saga-workers") == 1
         )
-        assert value(samples, "sagaflow_broker_messages_dead_lettered_total", broker="redis") == 1
+        assert value(samples, "sagaflow_broker_messages_dead_lettered_total", broker=kind) == 1
+        assert value(samples, "sagaflow_broker_messages_published_total", broker=kind) == 2
         state = "closed" if enabled else "disabled"
         for each in ("closed", "open", "half_open", "disabled"):
             expected = 1 if each == state else 0
-            assert value(samples, "sagaflow_broker_circuit_state", broker="redis", state=each) == (
+            assert value(samples, "sagaflow_broker_circuit_state", broker=kind, state=each) == (
                 expected
             )
