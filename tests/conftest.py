@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import hypothesis.internal.conjecture.engine
 import hypothesis.stateful
 import hypothesis.strategies
 import pytest
@@ -19,6 +20,19 @@ from tests.servers import PostgresServer, RedisServer
 # "SystemError: AST constructor recursion depth mismatch" when pytest's assertion
 # rewriter first parses hypothesis's modules deep inside a collection (gh-106905).
 assert hypothesis.stateful and hypothesis.strategies
+
+# The property tests' scale (tests/orchestrator/test_core_properties.py): ``ci``, the
+# default, simulates 10,000 sagas; ``deep`` 100,000, by hand:
+#   .venv/bin/pytest tests/orchestrator/test_core_properties.py --hypothesis-profile deep
+hypothesis.settings.register_profile("ci", print_blob=True)
+hypothesis.settings.register_profile("deep", print_blob=True)
+hypothesis.settings.load_profile("ci")
+
+# A failing property is reported within about 20 s of shrinking, not hypothesis's 300:
+# the broken rule is named either way, and a shorter history a minute later is not worth
+# a CI timeout. (An internal constant: the assert fails loudly if hypothesis renames it.)
+assert hasattr(hypothesis.internal.conjecture.engine, "MAX_SHRINKING_SECONDS")
+hypothesis.internal.conjecture.engine.MAX_SHRINKING_SECONDS = 20  # type: ignore[attr-defined]
 
 _db_counter = itertools.count(1)
 

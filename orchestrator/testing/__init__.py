@@ -42,7 +42,8 @@ from orchestrator.testing.gwt import (
     timed_out,
     timer_fired,
 )
-from orchestrator.testing.simulation import Trace, check_invariants, simulate
+from orchestrator.testing.invariants import check_invariants, history
+from orchestrator.testing.simulation import Chooser, Trace, simulate
 from orchestrator.testing.strategies import (
     json_objects,
     json_values,
@@ -53,6 +54,7 @@ from orchestrator.testing.strategies import (
 
 __all__ = [
     "SAGA_ID",
+    "Chooser",
     "Expect",
     "Given",
     "Then",
@@ -68,6 +70,7 @@ __all__ = [
     "finishes",
     "given",
     "gives_up",
+    "history",
     "json_objects",
     "json_values",
     "messages",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import networkx as nx
@@ -15,7 +15,7 @@ from orchestrator.core.policy import RetryPolicy, StepKind
 from orchestrator.core.state import SagaStatus
 from orchestrator.core.workflow import Workflow
 
-__all__ = ["json_objects", "json_values", "messages", "retry_policies", "workflows"]
+__all__ = ["SHAPES", "json_objects", "json_values", "messages", "retry_policies", "workflows"]
 
 
 def _noop(data: dict[str, Any]) -> dict[str, Any]:
@@ -41,20 +41,25 @@ def workflows(
     max_steps: int = 30,
     *,
     pivots: bool | None = None,
-    name: str = "random",
+    shape: str | None = None,
+    name: str | None = None,
 ) -> Workflow:
     """Random valid workflows of ``min_steps``..``max_steps`` steps (``s00``, ``s01``…).
 
-    A random DAG (each step depends on up to three earlier ones) with random kinds that
+    ``shape`` (one of ``SHAPES``; ``None`` draws one) is how the steps depend on each
+    other: ``random``, a DAG where each step depends on up to three earlier ones;
+    ``chain``, each on the one before (A → retriable R → C: undo C before A);
+    ``diamond``, one step, a fan of parallel ones, then one that joins them, repeated;
+    ``fanout``, one step then every other in parallel after it. Kinds are random and
     respect the rules: with pivots, every compensatable step comes before (is an
     ancestor of) every pivot; retriable steps go anywhere. ``pivots=None`` draws whether
-    there are any. Built with ``Workflow.from_graph``; the actions do nothing.
+    there are any. The workflow is named after its shape unless ``name`` is given.
+    Built with ``Workflow.from_graph``; the actions do nothing.
     """
     n = draw(st.integers(min_steps, max_steps))
+    chosen = shape if shape is not None else draw(st.sampled_from(SHAPES))
     names = [f"s{i:02d}" for i in range(n)]
-    deps: list[set[int]] = [set()]
-    for i in range(1, n):
-        deps.append(draw(st.sets(st.integers(0, i - 1), max_size=3)))
+    deps = draw(_DEPENDENCIES[chosen](n))
     with_pivots = draw(st.booleans()) if pivots is None else pivots
     kinds: list[StepKind] = []
     if with_pivots:
@@ -88,7 +93,45 @@ def workflows(
             graph.add_edge(step, comp, kind="compensation")
         for d in sorted(deps[i]):
             graph.add_edge(names[d], step, kind="next")
-    return Workflow.from_graph(name, graph)
+    return Workflow.from_graph(name or chosen, graph)
+
+
+def _random_deps(n: int) -> st.SearchStrategy[list[set[int]]]:
+    return st.tuples(*(st.sets(st.integers(0, i - 1), max_size=3) for i in range(1, n))).map(
+        lambda rest: [set(), *rest]
+    )
+
+
+def _chain_deps(n: int) -> st.SearchStrategy[list[set[int]]]:
+    return st.just([set() if i == 0 else {i - 1} for i in range(n)])
+
+
+@st.composite
+def _diamond_deps(draw: st.DrawFn, n: int) -> list[set[int]]:
+    deps: list[set[int]] = [set()]
+    top = 0
+    while len(deps) < n:
+        width = min(draw(st.integers(2, 4)), n - len(deps))
+        fan = list(range(len(deps), len(deps) + width))
+        deps.extend({top} for _ in fan)
+        if len(deps) < n:
+            top = len(deps)
+            deps.append(set(fan))
+    return deps
+
+
+def _fanout_deps(n: int) -> st.SearchStrategy[list[set[int]]]:
+    return st.just([set() if i == 0 else {0} for i in range(n)])
+
+
+_DEPENDENCIES: dict[str, Callable[[int], st.SearchStrategy[list[set[int]]]]] = {
+    "random": _random_deps,
+    "chain": _chain_deps,
+    "diamond": _diamond_deps,
+    "fanout": _fanout_deps,
+}
+SHAPES = tuple(_DEPENDENCIES)
+"""The shapes ``workflows`` draws from."""
 
 
 _finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
