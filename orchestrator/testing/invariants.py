@@ -50,15 +50,15 @@ def check_invariants(trace: Trace) -> None:
     failed_open = False
     finish: cm.FinishSaga | None = None
     expected: list[tuple[str, str, bool]] = []
-    """What the commands after the last event must include: (what, step, compensation)."""
+    """What the commands after the last event must include: (what, step, compensation),
+    each noted only if the saga could still run it when the event came (a forward step
+    after an abort cannot: rule 1)."""
     since: list[SagaMessage] = []
     """The commands since the last event."""
 
     def settle() -> None:
         """Liveness: the commands that followed the last event did what it called for."""
         for what, step, comp in expected:
-            if not comp and not forward_open:
-                continue  # the saga aborted: no forward retry or attempt runs (rule 1)
             kinds = (cm.CompensateStep,) if comp else (cm.ExecuteStep,)
             if what == "retry":
                 found = any(
@@ -146,9 +146,10 @@ def check_invariants(trace: Trace) -> None:
                     spec = wf.steps[m.step]
                     policy = spec.compensation.retry if comp and spec.compensation else spec.retry
                     used = round_attempts.get((m.step, comp), 0)
-                    if policy.max_attempts is None or used < policy.max_attempts:
+                    budget_left = policy.max_attempts is None or used < policy.max_attempts
+                    if budget_left and (comp or forward_open):
                         expected.append(("retry", m.step, comp))
-        elif isinstance(m, ev.TimerFired):
+        elif isinstance(m, ev.TimerFired) and (m.compensation or forward_open):
             expected.append(("attempt", m.step, m.compensation))
         elif isinstance(m, cm.ScheduleRetry):
             failed_at = last_failure_at[(m.step, m.compensation)]
