@@ -83,8 +83,7 @@ BEGIN SELECT RAISE(ABORT,
 # later than it in the log. One call a batch and one index probe a row (measured: about
 # 8% of batch appends; checking log_hash too would double that, and the verifier
 # checks it anyway).
-_PG_APPEND_ONLY = (
-    r"""CREATE FUNCTION records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+_PG_APPEND_ONLY = r"""CREATE FUNCTION records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     first_position BIGINT;
     last_position BIGINT;
@@ -129,7 +128,6 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$"""
-)
 
 _SCHEMA_TABLE = """CREATE TABLE eventstore_schema (
     version INTEGER PRIMARY KEY,

@@ -38,6 +38,7 @@ from orchestrator.runtime.settings import Settings
 from orchestrator.runtime.worker import StepWorker
 
 if TYPE_CHECKING:
+    from orchestrator.cli.ui_command import RunningUi
     from orchestrator.telemetry.metrics import Metrics
     from orchestrator.telemetry.server import MetricsServer
     from orchestrator.telemetry.tracing_export import Exporting
@@ -66,6 +67,7 @@ async def _serve(settings: Settings, *, role: str) -> None:
     workflows = load_workflows(settings.workflows)
     exporting = _tracing(settings, role)
     tracing = None if exporting is None else exporting.tracing
+    dashboard = None
     store = None
     if role != "worker":  # checkpoints are signed when a key is configured (audit:)
         store = await EventStore.open(settings.store, **settings.audit.store_options())
@@ -96,6 +98,9 @@ async def _serve(settings: Settings, *, role: str) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await working
             return
+        dashboard = await _dashboard(settings, store, workflows)
+        if dashboard is not None:
+            serving += f", dashboard at {dashboard.url}"
         options = EngineOptions(
             run_workers=role == "both",
             observer=metrics,
@@ -117,6 +122,8 @@ async def _serve(settings: Settings, *, role: str) -> None:
                 f"stopping; counts {json.dumps(engine.counts)}", highlight=False, soft_wrap=True
             )
     finally:
+        if dashboard is not None:
+            await dashboard.close()
         if server is not None:
             await server.close()
         await broker.disconnect()
@@ -124,6 +131,23 @@ async def _serve(settings: Settings, *, role: str) -> None:
             await store.close()
         if exporting is not None:
             await asyncio.to_thread(exporting.shutdown)
+
+
+async def _dashboard(
+    settings: Settings, store: EventStore, workflows: dict[str, Workflow]
+) -> RunningUi | None:
+    """The dashboard beside the engine, unless ``ui.enabled`` is false; an address that
+    cannot be bound is a warning, not a failure: the engine runs on without."""
+    if not settings.ui.enabled:
+        return None
+    from orchestrator.cli.ui_command import serve_ui
+
+    try:
+        return await serve_ui(settings.ui, store, workflows)
+    except OSError as exc:
+        where = f"{settings.ui.host}:{settings.ui.port}"
+        logger.warning("dashboard not served: cannot listen on %s: %s", where, exc)
+        return None
 
 
 def _tracing(settings: Settings, role: str) -> Exporting | None:

@@ -19,6 +19,10 @@ metrics:                             # optional: where `orchestrator run` serves
   host: 127.0.0.1                    # the address it binds (0.0.0.0: every interface)
   port: 9464                         # 0: any free port (printed at start)
 metrics_enabled: true                # the seed's key: false serves and times nothing
+ui:                                  # optional: the dashboard (orchestrator run / ui)
+  enabled: true                      # false: `orchestrator run` serves no dashboard
+  host: 127.0.0.1                    # the address it binds (0.0.0.0: every interface)
+  port: 8484                         # 0: any free port (printed at start)
 tracing:                             # optional: OpenTelemetry spans (the [otel] extra)
   enabled: false                     # true: a span per saga, step attempt, compensation
   exporter: otlp                     # otlp (OTLP/HTTP) or console (JSON lines, stderr)
@@ -30,8 +34,8 @@ tracing:                             # optional: OpenTelemetry spans (the [otel]
 Environment: ``GREENLANG_STORE`` and ``GREENLANG_WORKFLOWS`` for those two,
 ``GREENLANG_ENGINE_<KEY>`` (``GREENLANG_ENGINE_REISSUE_AFTER=30``) for the engine's,
 ``GREENLANG_AUDIT_<KEY>`` for the audit section's, ``GREENLANG_METRICS_HOST`` and
-``GREENLANG_METRICS_PORT`` for the metrics section's, ``GREENLANG_TRACING_<KEY>`` for the
-tracing section's, ``GREENLANG_AUDIT_SIGNING_KEY`` for the
+``GREENLANG_METRICS_PORT`` for the metrics section's, ``GREENLANG_TRACING_<KEY>`` and
+``GREENLANG_UI_<KEY>`` for the tracing and ui sections', ``GREENLANG_AUDIT_SIGNING_KEY`` for the
 signing key's PEM text itself (instead of a file: for secret stores that inject it), and
 the seed's ``GREENLANG_BROKER_TYPE``, ``GREENLANG_REDIS_HOST`` … for messaging.
 """
@@ -136,6 +140,22 @@ class MetricsSettings(BaseModel):
     """Seconds a scrape reuses the consumer lag and dead-letter depth read before."""
 
 
+class UiSettings(BaseModel):
+    """Where the dashboard is served (``ui:``): by ``orchestrator run`` unless disabled,
+    and by ``orchestrator ui``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Whether ``orchestrator run`` serves it (``orchestrator ui`` always does)."""
+    host: str = "127.0.0.1"
+    """The address it binds: loopback unless opened on purpose."""
+    port: int = Field(8484, ge=0, le=65535)
+    """Its port; 0 takes any free one (the start line says which)."""
+    live_interval: float = Field(1.0, gt=0)
+    """Seconds between a page's refreshes."""
+
+
 class TracingSettings(BaseModel):
     """Where ``orchestrator run`` sends OpenTelemetry spans (``tracing:``); off unless
     ``enabled``, and then it needs the ``[otel]`` extra."""
@@ -171,6 +191,8 @@ class Settings:
     """Where ``/metrics`` is served."""
     tracing: TracingSettings = field(default_factory=TracingSettings)
     """Where spans go, if anywhere."""
+    ui: UiSettings = field(default_factory=UiSettings)
+    """Where the dashboard is served."""
 
 
 def load_settings(
@@ -197,6 +219,7 @@ def load_settings(
     audit = _section("audit", AuditSettings, data.pop("audit", None), config_file)
     metrics = _section("metrics", MetricsSettings, data.pop("metrics", None), config_file)
     tracing = _section("tracing", TracingSettings, data.pop("tracing", None), config_file)
+    ui = _section("ui", UiSettings, data.pop("ui", None), config_file)
     for key, value in (("store", file_store), ("workflows", file_workflows)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
@@ -217,6 +240,7 @@ def load_settings(
         audit=audit,
         metrics=metrics,
         tracing=tracing,
+        ui=ui,
     )
 
 

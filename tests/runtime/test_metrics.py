@@ -240,7 +240,7 @@ def test_orchestrator_run_serves_metrics_while_sagas_run(
     engine, line = run_engine(config, tmp_path)
     stopper.append(engine)
     assert "metrics at http://127.0.0.1:" in line, line
-    address = line.split("metrics at ", 1)[1].split(";", 1)[0].strip()
+    address = line.split("metrics at ", 1)[1].split(";", 1)[0].split(",", 1)[0].strip()
     declined = {**ORDER, "card": "4000000000000002"}
 
     async def run() -> Samples:
