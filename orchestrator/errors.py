@@ -117,5 +117,10 @@ class SagaExistsError(OrchestratorError):
     """A saga with that id was already started."""
 
 
+class InputError(OrchestratorError, ValueError):
+    """A saga's input does not match its workflow's input model: refused before anything
+    is written. The message names each field that is wrong and why."""
+
+
 class ConfigError(OrchestratorError):
     """The configuration is invalid: the message names the file or key at fault."""

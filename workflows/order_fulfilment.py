@@ -16,13 +16,29 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from orchestrator import RetryPolicy, StepError, WorkflowBuilder
 
 STOCK: dict[str, int] = {"widget": 25, "gizmo": 3, "gadget": 0}
 PRICES: dict[str, float] = {"widget": 9.99, "gizmo": 149.0, "gadget": 24.5}
 DECLINED_SUFFIX = "0002"
 
-order_fulfilment = WorkflowBuilder("order_fulfilment")
+
+
+class Order(BaseModel):
+    """What a saga of ``order_fulfilment`` is started with (checked at start)."""
+
+    model_config = ConfigDict(extra="allow")  # e.g. "fail_at": "ship", for the demo
+
+    order_id: str = Field(min_length=1, description="Your order reference")
+    sku: str = Field(description="widget, gizmo or gadget")
+    quantity: int = Field(ge=1, description="Units to reserve")
+    card: str = Field(pattern=r"^[0-9]{12,19}$", description="Card number, digits only")
+    address: str = Field(min_length=1, description="Where to ship")
+
+
+order_fulfilment = WorkflowBuilder("order_fulfilment", input=Order)
 
 
 def _ref(prefix: str, *parts: Any) -> str:

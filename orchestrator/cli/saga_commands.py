@@ -92,15 +92,13 @@ async def _serve(settings: Settings, *, role: str) -> None:
                 f"step workers running: broker [bold]{broker_type}[/bold], workflows "
                 f"{names}, {serving}; Ctrl-C stops them",
                 highlight=False,
+                soft_wrap=True,
             )
             await stop.wait()
             working.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await working
             return
-        dashboard = await _dashboard(settings, store, workflows)
-        if dashboard is not None:
-            serving += f", dashboard at {dashboard.url}"
         options = EngineOptions(
             run_workers=role == "both",
             observer=metrics,
@@ -108,6 +106,11 @@ async def _serve(settings: Settings, *, role: str) -> None:
             **settings.engine.options(),
         )
         engine = Engine(store, broker, workflows, options=options)
+        dashboard = await _dashboard(settings, store, workflows, engine, broker)
+        if dashboard is not None:
+            serving += f", dashboard at {dashboard.url}"
+            if settings.ui.token is None:  # made now: who may act has to learn it here
+                serving += f" (token {dashboard.token})"
         if metrics is not None:
             metrics.attach_engine(engine)
         async with engine:
@@ -116,6 +119,7 @@ async def _serve(settings: Settings, *, role: str) -> None:
                 f"engine running{with_workers}: store [bold]{settings.store}[/bold], broker "
                 f"[bold]{broker_type}[/bold], workflows {names}, {serving}; Ctrl-C stops it",
                 highlight=False,
+                soft_wrap=True,
             )
             await stop.wait()
             console.print(
@@ -134,7 +138,11 @@ async def _serve(settings: Settings, *, role: str) -> None:
 
 
 async def _dashboard(
-    settings: Settings, store: EventStore, workflows: dict[str, Workflow]
+    settings: Settings,
+    store: EventStore,
+    workflows: dict[str, Workflow],
+    engine: Engine,
+    broker: Broker,
 ) -> RunningUi | None:
     """The dashboard beside the engine, unless ``ui.enabled`` is false; an address that
     cannot be bound is a warning, not a failure: the engine runs on without."""
@@ -143,7 +151,7 @@ async def _dashboard(
     from orchestrator.cli.ui_command import serve_ui
 
     try:
-        return await serve_ui(settings.ui, store, workflows)
+        return await serve_ui(settings.ui, store, workflows, engine=engine, broker=broker)
     except OSError as exc:
         where = f"{settings.ui.host}:{settings.ui.port}"
         logger.warning("dashboard not served: cannot listen on %s: %s", where, exc)
@@ -281,6 +289,7 @@ async def _start(
             raise OrchestratorError(
                 f"unknown workflow {workflow!r} (in {settings.workflows}: {known})"
             )
+        data = workflows[workflow].validate_input(data)  # InputError: nothing written
         saga_id = await request_saga(
             store, workflow, data, saga_id=saga_id, traceparent=traceparent
         )

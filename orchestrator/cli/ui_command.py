@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from brokers import Broker
 from eventstore import EventLog, EventStore
 from orchestrator.cli.app import cli, console, run_async, settings_of, store_options
 from orchestrator.core.workflow import Workflow
+from orchestrator.runtime.engine import Engine
 from orchestrator.runtime.loader import load_workflows
 from orchestrator.runtime.settings import Settings, UiSettings
 
@@ -31,6 +34,8 @@ class RunningUi:
 
     server: UiServer
     index: SagaIndex
+    token: str | None = None
+    """What actions ask for (``None``: it only reads)."""
 
     @property
     def url(self) -> str:
@@ -42,23 +47,33 @@ class RunningUi:
 
 
 async def serve_ui(
-    config: UiSettings, store: EventLog, workflows: Mapping[str, Workflow]
+    config: UiSettings,
+    store: EventLog,
+    workflows: Mapping[str, Workflow],
+    *,
+    engine: Engine | None = None,
+    broker: Broker | None = None,
 ) -> RunningUi:
-    """Start the dashboard on ``config.host:port``; ``OSError`` if it cannot bind."""
+    """Start the dashboard on ``config.host:port``; ``OSError`` if it cannot bind. With
+    an ``engine`` and its ``broker`` it acts too, asking for ``config.token`` (or one
+    made now: ``RunningUi.token``)."""
+    from orchestrator.ui.actions import Actions
     from orchestrator.ui.app import Dashboard, create_app
     from orchestrator.ui.index import SagaIndex
     from orchestrator.ui.server import UiServer
 
+    actions = None
+    if engine is not None and broker is not None:
+        actions = Actions(engine, broker, config.token or secrets.token_urlsafe(18))
     index = SagaIndex(store)
-    await index.start()
-    app = create_app(Dashboard(store, workflows, index, config.live_interval))
+    app = create_app(Dashboard(store, workflows, index, config.live_interval, actions))
     server = UiServer(app, config.host, config.port)
     try:
         await server.start()
     except OSError:
         await index.close()
         raise
-    return RunningUi(server, index)
+    return RunningUi(server, index, None if actions is None else actions.token)
 
 
 async def _ui(settings: Settings, host: str | None, port: int | None) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, overload
 
 import networkx as nx
+from pydantic import BaseModel
 
 from orchestrator.core.policy import RetryPolicy, StepKind, StepOptions
 from orchestrator.core.workflow import _NAME, StepFunction, Workflow
@@ -47,8 +48,11 @@ class _Pending:
 class WorkflowBuilder:
     """Collects steps with ``@builder.step`` and builds a validated ``Workflow``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, input: type[BaseModel] | None = None) -> None:
+        """``input``: a pydantic model every saga's input must match; the CLI, the API
+        and the dashboard check it at start and refuse what does not match."""
         self.name = name
+        self.input = input
         self._steps: dict[str, _Pending] = {}
         self._names_by_function: dict[int, str] = {}
 
@@ -193,7 +197,9 @@ class WorkflowBuilder:
     def build(self, *, source: str | None = None) -> Workflow:
         """Validate and return the ``Workflow`` (``WorkflowDefinitionError`` if invalid)."""
         try:
-            return Workflow.from_graph(self.name, self.graph(), source=source)
+            return Workflow.from_graph(
+                self.name, self.graph(), source=source, input_model=self.input
+            )
         except WorkflowDefinitionError as exc:
             if source is None or exc.file is not None:
                 raise

@@ -27,9 +27,10 @@ from types import MappingProxyType
 from typing import Any
 
 import networkx as nx
+from pydantic import BaseModel, ValidationError
 
 from orchestrator.core.policy import RetryPolicy, StepKind
-from orchestrator.errors import WorkflowDefinitionError
+from orchestrator.errors import InputError, WorkflowDefinitionError
 
 __all__ = ["CompensationSpec", "StepFunction", "StepSpec", "Workflow"]
 
@@ -81,6 +82,7 @@ class Workflow:
         "definition_hash",
         "descendants",
         "graph",
+        "input_model",
         "name",
         "order",
         "pivots",
@@ -90,6 +92,7 @@ class Workflow:
 
     name: str
     source: str | None
+    input_model: type[BaseModel] | None
     graph: Any
     steps: Mapping[str, StepSpec]
     order: tuple[str, ...]
@@ -99,10 +102,18 @@ class Workflow:
     definition_hash: str
     _reverse_compensated: tuple[str, ...]
 
-    def __init__(self, name: str, steps: Mapping[str, StepSpec], *, source: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        steps: Mapping[str, StepSpec],
+        *,
+        source: str | None,
+        input_model: type[BaseModel] | None = None,
+    ) -> None:
         # Private: use from_graph or WorkflowBuilder, which validate first.
         self.name = name
         self.source = source
+        self.input_model = input_model  # not in definition_hash: it guards the door
         self.steps = MappingProxyType(dict(steps))
         graph = nx.DiGraph(name=name)
         for spec in self.steps.values():
@@ -192,7 +203,14 @@ class Workflow:
         return self._reverse_compensated
 
     @classmethod
-    def from_graph(cls, name: str, graph: Any, *, source: str | None = None) -> Workflow:
+    def from_graph(
+        cls,
+        name: str,
+        graph: Any,
+        *,
+        source: str | None = None,
+        input_model: type[BaseModel] | None = None,
+    ) -> Workflow:
         """Validate a hand-built ``networkx.DiGraph`` (schema in the module docstring).
 
         Raises ``WorkflowDefinitionError`` naming the workflow and the step for a cycle,
@@ -200,7 +218,38 @@ class Workflow:
         retriable step with one, a compensatable step that is not before every pivot,
         or a malformed node or edge.
         """
-        return cls(name, _validate(name, graph, source), source=source)
+        if input_model is not None and not (
+            isinstance(input_model, type) and issubclass(input_model, BaseModel)
+        ):
+            raise WorkflowDefinitionError(
+                f"input must be a pydantic model class, got {input_model!r}",
+                workflow=name,
+                file=source,
+            )
+        return cls(name, _validate(name, graph, source), source=source, input_model=input_model)
+
+    def validate_input(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` as the saga will receive it: checked against ``input_model`` (and
+        normalised to its JSON form: defaults filled, values coerced), or as given when
+        there is none. ``InputError`` names every field that is wrong."""
+        if self.input_model is None:
+            return dict(data)
+        try:
+            model = self.input_model.model_validate(dict(data))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+            )
+            raise InputError(f"invalid input for {self.name}: {problems}") from None
+        dumped: dict[str, Any] = model.model_dump(mode="json")
+        return dumped
+
+    def input_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of ``input_model`` (what the dashboard's form is built from)."""
+        if self.input_model is None:
+            return None
+        schema: dict[str, Any] = self.input_model.model_json_schema()
+        return schema
 
 
 def _describe_policy(policy: RetryPolicy) -> dict[str, Any]:

@@ -180,10 +180,13 @@ class Engine:
     async def start_saga(
         self, workflow: str, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
     ) -> str:
-        """Start a saga of ``workflow``; returns its id once it is durably recorded."""
+        """Start a saga of ``workflow``; returns its id once it is durably recorded.
+        ``InputError`` (nothing written) if ``input`` does not match the workflow's
+        input model."""
         wf = self._transitions.workflow(workflow)
+        data = wf.validate_input(input or {})
         saga_id = saga_id or self._new_id()
-        request = StartSaga(saga_id, wf.name, dict(input or {}))
+        request = StartSaga(saga_id, wf.name, data)
         await self._advance(saga_id, self._start_event, new=request)
         return saga_id
 

@@ -23,6 +23,7 @@ ui:                                  # optional: the dashboard (orchestrator run
   enabled: true                      # false: `orchestrator run` serves no dashboard
   host: 127.0.0.1                    # the address it binds (0.0.0.0: every interface)
   port: 8484                         # 0: any free port (printed at start)
+  token: null                        # what actions ask for; null: one printed at start
 tracing:                             # optional: OpenTelemetry spans (the [otel] extra)
   enabled: false                     # true: a span per saga, step attempt, compensation
   exporter: otlp                     # otlp (OTLP/HTTP) or console (JSON lines, stderr)
@@ -154,6 +155,9 @@ class UiSettings(BaseModel):
     """Its port; 0 takes any free one (the start line says which)."""
     live_interval: float = Field(1.0, gt=0)
     """Seconds between a page's refreshes."""
+    token: str | None = Field(None, min_length=16)
+    """What every action that changes state asks for (start, resume, reprocess,
+    discard); ``None``: ``orchestrator run`` makes one at start and prints it."""
 
 
 class TracingSettings(BaseModel):

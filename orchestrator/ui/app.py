@@ -11,8 +11,11 @@ so what is shown follows the store):
 - ``/workflows``: each definition drawn, with kinds, retry policies, timeouts, and its
   sagas by status.
 
-Everything it serves is in the package (templates, CSS, a few lines of script): it
-works with no network. It only reads the store.
+Beside an engine (``orchestrator run``) it also acts (``actions``): ``/start`` (a form
+from the workflow's input model), resume, ``/dead-letters`` (reprocess, discard),
+``/engine``; each change needs the token. Over a store alone (``orchestrator ui``) it
+only reads. Everything it serves is in the package (templates, CSS, a few lines of
+script): it works with no network.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from orchestrator.core.state import SagaState
 from orchestrator.core.workflow import Workflow
 from orchestrator.runtime.saga_log import fold_records, stream_of
 from orchestrator.ui import dag
+from orchestrator.ui.actions import Actions, action_routes
 from orchestrator.ui.index import STATUSES, SagaIndex
 
 __all__ = ["Dashboard", "create_app"]
@@ -51,6 +55,8 @@ class Dashboard:
     index: SagaIndex
     live_interval: float = 1.0
     """Seconds between a page's refreshes."""
+    actions: Actions | None = None
+    """What it may do (beside an engine); ``None``: it only reads."""
 
 
 def create_app(dashboard: Dashboard) -> Starlette:
@@ -61,9 +67,14 @@ def create_app(dashboard: Dashboard) -> Starlette:
     )
     env.globals["live_ms"] = int(dashboard.live_interval * 1000)
     env.globals["statuses"] = STATUSES
+    env.globals["acts"] = dashboard.actions is not None
 
-    def render(name: str, **values: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(**values))
+    def render(name: str, http_status: int = 200, **values: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**values), status_code=http_status)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return render("error.html", http_status=exc.status_code, message=exc.detail)
 
     async def sagas(request: Request) -> Response:
         query = _filters(request, dashboard)
@@ -75,6 +86,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return render("sagas_table.html", **_list(_filters(request, dashboard)))
 
     def _list(query: dict[str, Any]) -> dict[str, Any]:
+        dashboard.index.wake()
         page = dashboard.index.page(**query, size=PAGE_SIZE)
         return {
             "page": page,
@@ -92,6 +104,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return render("saga_live.html", **view)
 
     async def workflows(request: Request) -> Response:
+        dashboard.index.wake()
         shown = [
             {
                 "wf": wf,
@@ -104,8 +117,15 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return render("workflows.html", workflows=shown)
 
     static = Path(__file__).with_name("static")
+    acting = (
+        action_routes(dashboard.actions, dashboard.workflows, render)
+        if dashboard.actions is not None
+        else []
+    )
     return Starlette(
+        exception_handlers={HTTPException: refused},
         routes=[
+            *acting,
             Route("/", sagas),
             Route("/fragments/sagas", sagas_fragment),
             Route("/sagas/{saga_id}", saga),

@@ -68,10 +68,12 @@ class SagaIndex:
         """The last store position applied."""
         self.caught_up = asyncio.Event()
 
-    async def start(self) -> None:
-        """Follow the store from a background task: the history first (``caught_up`` is
-        set when it is read), then live. Returns at once."""
-        self._task = asyncio.create_task(self._follow(), name="ui-saga-index")
+    def wake(self) -> None:
+        """Start following the store, if not yet, from a background task: the history
+        first (``caught_up`` is set when it is read), then live. The dashboard wakes it
+        with the first page that needs it: an engine nobody looks at reads nothing."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="ui-saga-index")
 
     async def close(self) -> None:
         if self._task is not None:

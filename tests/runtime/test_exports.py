@@ -23,6 +23,7 @@ def test_exported_names() -> None:
         "FakeClock",
         "FinishSaga",
         "GiveUpCompensation",
+        "InputError",
         "Mismatch",
         "OrchestratorError",
         "Phase",

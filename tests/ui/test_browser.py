@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+from pydantic import BaseModel, Field
 
 from brokers import InMemoryBroker
 from eventstore import EventStore
@@ -38,7 +39,14 @@ async def _gate(name: str) -> None:
     await gate.wait()
 
 
-shipping = WorkflowBuilder("shipping")
+class Shipment(BaseModel):
+    destination: str = Field("Lisbon", min_length=1, description="Where it goes")
+    priority: int = Field(1, ge=1, le=3)
+    fail: bool = False
+
+
+shipping = WorkflowBuilder("shipping", input=Shipment)
+TOKEN = "browser-token-0123456789"
 
 
 async def _unbook(data: dict[str, Any]) -> None:
@@ -112,7 +120,8 @@ async def running() -> AsyncIterator[tuple[Engine, RunningUi]]:
     broker = InMemoryBroker(consumer_options=FAST)
     await broker.connect()
     engine = Engine(store, broker, [SHIPPING])
-    ui = await serve_ui(UiSettings(port=0, live_interval=0.2), store, {"shipping": SHIPPING})
+    config = UiSettings(port=0, live_interval=0.2, token=TOKEN)
+    ui = await serve_ui(config, store, {"shipping": SHIPPING}, engine=engine, broker=broker)
     async with engine:
         yield engine, ui
     await ui.close()
@@ -220,3 +229,67 @@ async def test_the_pages_need_no_network(
     )
     assert fill not in ("", "rgb(0, 0, 0)")  # the stylesheet came from the dashboard
     await shoot(page, tmp_path, "workflows")
+
+
+async def test_a_saga_is_started_from_the_page(
+    running: tuple[Engine, RunningUi], page: Page, tmp_path: Path
+) -> None:
+    _, ui = running
+    await page.goto(f"{ui.url}start?workflow=shipping")
+    await page.fill("#token", TOKEN)
+    await page.fill('input[name="destination"]', "Porto")
+    await shoot(page, tmp_path, "start-form")
+    await page.click("#start button[type=submit]")
+    await page.wait_for_url(f"{ui.url}sagas/*")
+    saga_id = page.url.rsplit("/", 1)[1]
+    await expect(node(page, "step:book")).to_have_attribute("data-state", "running")
+    open_gate(saga_id, "book")
+    await expect(node(page, "step:dispatch")).to_have_attribute("data-state", "succeeded")
+    await expect(page.locator('[data-step="book"] pre').first).to_contain_text("Porto")
+
+
+async def test_an_action_without_the_token_is_refused(
+    running: tuple[Engine, RunningUi], page: Page, tmp_path: Path
+) -> None:
+    engine, ui = running
+    await page.goto(f"{ui.url}start?workflow=shipping")
+    await page.fill('input[name="destination"]', "Faro")  # and no token typed
+    await page.click("#start button[type=submit]")
+    await expect(page.locator("#error")).to_contain_text("refused: this action needs")
+    await shoot(page, tmp_path, "refused")
+    assert await engine.store.last_position() == 0  # nothing was started
+    # a wrong input, with the token, is refused by the model, naming the field
+    await page.goto(f"{ui.url}start?workflow=shipping")
+    await page.fill("#token", TOKEN)
+    await page.fill('input[name="priority"]', "9")
+    await page.click("#start button[type=submit]")
+    await expect(page.locator("#error")).to_contain_text(
+        "priority: Input should be less than or equal to 3"
+    )
+    assert await engine.store.last_position() == 0
+
+
+async def test_a_dead_letter_is_reprocessed_from_the_page(
+    running: tuple[Engine, RunningUi], page: Page, tmp_path: Path
+) -> None:
+    engine, ui = running
+    broker = engine.broker
+    message_id = await broker.publish("invoices", {"invoice": 7})
+    async for message in broker.consume("invoices", "billing"):
+        await broker.nack(message, "ledger closed", requeue=False)
+        break
+    await page.goto(f"{ui.url}dead-letters")
+    await page.fill("#token", TOKEN)
+    row = page.locator("#letters tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("ledger closed")
+    await row.locator("a").first.click()
+    await expect(page.locator("#provenance")).to_contain_text("matches payload and headers")
+    await shoot(page, tmp_path, "dead-letter")
+    await page.click("#reprocess")
+    await page.wait_for_url(f"{ui.url}dead-letters")
+    await expect(page.locator("#letters")).to_contain_text("No dead letters.")
+    async for message in broker.consume("invoices", "billing"):
+        assert (message.id, message.payload) == (message_id, {"invoice": 7})
+        await broker.acknowledge(message)
+        break

@@ -4,6 +4,7 @@ loopback port, over a store that sagas ran on."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -61,6 +62,8 @@ async def dashboard(
     sagas: tuple[EventStore, list[str], list[str]],
 ) -> AsyncIterator[RunningUi]:
     running = await serve_ui(UiSettings(port=0), sagas[0], FLOWS)
+    assert not running.index.caught_up.is_set()  # nothing read until a page asks
+    running.index.wake()
     await asyncio.wait_for(running.index.caught_up.wait(), 10)
     yield running
     await running.close()
@@ -91,7 +94,7 @@ async def test_the_list_filters_searches_and_pages(
         ("?offset=x", "offset must be a whole number"),
     ):
         status, text = await get(dashboard.url + bad)
-        assert (status, why in text) == (400, True), text
+        assert (status, why in html.unescape(text)) == (400, True), text
 
 
 async def test_a_saga_page_shows_its_graph_timeline_and_steps(
@@ -124,7 +127,7 @@ async def test_a_saga_page_shows_its_graph_timeline_and_steps(
     status, fragment = await get(dashboard.url + f"fragments/sagas/{undone[0]}")
     assert status == 200 and "<html" not in fragment and 'id="timeline"' in fragment
     status, missing = await get(dashboard.url + "sagas/nope")
-    assert status == 404 and "no saga 'nope'" in missing
+    assert status == 404 and "no saga 'nope'" in html.unescape(missing)
 
 
 async def test_the_workflows_page_draws_each_definition_with_its_counts(

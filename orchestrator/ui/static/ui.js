@@ -28,3 +28,16 @@
   }
   setInterval(refresh, every);
 })();
+
+// The token a person typed is kept in this browser's session and put in every action's
+// form as it is sent.
+(function () {
+  const input = document.getElementById("token");
+  if (!input) return;
+  input.value = sessionStorage.getItem("sagaflow-token") || "";
+  input.addEventListener("input", () => sessionStorage.setItem("sagaflow-token", input.value));
+  document.addEventListener("submit", (event) => {
+    const field = event.target.querySelector(".token-field");
+    if (field) field.value = input.value;
+  }, true);
+})();
