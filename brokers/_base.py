@@ -440,6 +440,18 @@ class Broker(BrokerStorage):
         self._require_connected()
         return [decode_discarded(data, topic) for data in await self._read_discarded(topic, limit)]
 
+    async def get_partition_holders(self, topic: str, group: str) -> dict[int, str]:
+        """Which member of ``group`` holds each partition of ``topic`` now, as the
+        broker's membership sees it: the live consume loops and what each owns (for
+        ``saga.replies``, the engines and their sagas). Lease backends (in-memory,
+        Redis) name the loops ``<consumer>#<id>``; Kafka names group members."""
+        self._require_connected()
+        return await self._partition_holders(topic, group)
+
+    async def _partition_holders(self, topic: str, group: str) -> dict[int, str]:
+        table = self._lease_table(topic, group)
+        return await table.holders(self.consumer_options.membership_partitions)
+
     async def get_consumer_lag(self, topic: str, group: str) -> int:
         """Messages the group has still to finish: undelivered + un-acknowledged +
         waiting for a retry."""

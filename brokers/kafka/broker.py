@@ -36,6 +36,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment as MemberAssignment
 
 from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
@@ -379,7 +380,27 @@ class KafkaBroker(Broker):
         name = self._topics.dlq(topic)
         await self._io(lambda: producer.send_and_wait(name, None, key=dlq_id.encode(), partition=0))
 
-    # -- lag -------------------------------------------------------------------------
+    # -- membership, lag -------------------------------------------------------------
+
+    async def _partition_holders(self, topic: str, group: str) -> dict[int, str]:
+        """The group's members as Kafka describes them, with their assignment of the
+        topic's partitions (the retry topic's are not shown)."""
+        admin = self._admin
+        assert admin is not None
+        gid, name = self._topics.group_id(group), self._topics.main(topic)
+        described = await self._io(lambda: admin.describe_consumer_groups([gid]))
+        holders: dict[int, str] = {}
+        for response in described:
+            for found in response.to_object()["groups"]:
+                for member in found["members"]:
+                    if not member["member_assignment"]:
+                        continue
+                    assigned = MemberAssignment.decode(member["member_assignment"])
+                    for assigned_topic, partitions in assigned.assignment:
+                        if assigned_topic == name:
+                            for partition in partitions:
+                                holders[partition] = str(member["member_id"])
+        return holders
 
     async def _lag(self, topic: str, group: str) -> int:
         gid = self._topics.group_id(group)

@@ -212,6 +212,11 @@ class Engine:
         assert after is not None
         return after
 
+    @property
+    def consumer(self) -> str:
+        """This engine's consumer name in the replies group."""
+        return self._replies.consumer
+
     async def health(self) -> dict[str, Any]:
         """``status`` ok (store and broker reachable) or degraded (the engine waits for
         them), each one's own report, the partitions this engine holds, its counts."""

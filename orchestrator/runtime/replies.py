@@ -58,6 +58,8 @@ class ReplyConsumer:
         self._topic = topic
         self._group = group
         self._consumer = consumer
+        self.consumer = consumer
+        """This engine's name in the replies group (the broker's membership shows it)."""
         self._slots = asyncio.Semaphore(max_in_flight)
         self._handlers: set[asyncio.Task[None]] = set()
         self._warned_at = float("-inf")

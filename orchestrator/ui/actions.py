@@ -249,10 +249,28 @@ async def _engine_view(actions: Actions) -> dict[str, Any]:
         except Exception as exc:  # the page shows what it can read
             behind = dead = f"unknown ({type(exc).__name__})"
         lag.append({"topic": topic, "group": group, "lag": behind, "dead": dead})
+    members: list[dict[str, Any]] = []
+    for topic, group in probes:
+        try:
+            holders = await broker.get_partition_holders(topic, group)
+        except Exception as exc:  # the page shows what it can read
+            members.append({"topic": topic, "group": group, "error": type(exc).__name__})
+            continue
+        owned: dict[str, list[int]] = {}
+        for partition, member in sorted(holders.items()):
+            owned.setdefault(member, []).append(partition)
+        for member, partitions in owned.items():
+            here = member.startswith(f"{engine.consumer}#")
+            members.append(
+                {"topic": topic, "group": group, "member": member, "here": here,
+                 "partitions": partitions}
+            )  # fmt: skip
     health = await engine.health()
     circuit = getattr(broker, "circuit", None)
     return {
         "health": health,
+        "members": members,
+        "consumer": engine.consumer,
         "breaker": circuit.state.value if circuit is not None else "none (in-memory broker)",
         "lag": lag,
         "in_flight": len(engine.in_flight),

@@ -172,6 +172,32 @@ async def test_two_loops_hold_disjoint_sets_covering_every_partition(backend: Ba
     await b.stop()
 
 
+async def test_the_broker_names_who_holds_each_partition(backend: Backend) -> None:
+    broker, topic, a, b = await start_pair(backend)
+
+    async def settled() -> bool:
+        holders = await broker.get_partition_holders(topic, "g")
+        by_member: dict[str, set[int]] = {}
+        for partition, member in holders.items():
+            by_member.setdefault(member, set()).add(partition)
+        return sorted(map(frozenset, by_member.values()), key=sorted) == sorted(
+            [a.held, b.held], key=sorted
+        )
+
+    async with asyncio.timeout(30):  # the loops' own view settles first
+        while not await settled():  # noqa: ASYNC110 (polls the broker)
+            await asyncio.sleep(0.05)
+    holders = await broker.get_partition_holders(topic, "g")
+    if is_lease_backend(backend):
+        names = {holders[p].split("#")[0] for p in a.held} | {
+            holders[p].split("#")[0] + "'" for p in b.held
+        }
+        assert names == {"a", "b'"}  # each loop by its consumer name
+    await a.stop()
+    await b.stop()
+    assert await broker.get_partition_holders(topic_name(), "nobody") == {}
+
+
 async def test_a_loop_that_ends_hands_its_partitions_over_at_once(backend: Backend) -> None:
     broker, topic, a, b = await start_pair(backend)
     await b.stop()

@@ -195,8 +195,11 @@ async def test_dead_letters_are_shown_reprocessed_and_discarded(running: Running
 async def test_the_engine_page_and_a_read_only_dashboard(running: Running) -> None:
     status, page, _ = await call(running.ui.url + "engine")
     assert status == 200
-    assert "0, 1, 2, 3" in page and "none (in-memory broker)" in page
-    assert "saga.steps.diamond" in page
+    assert "none (in-memory broker)" in page and "saga.steps.diamond" in page
+    members = page.split('id="members"', 1)[1].split("</table>", 1)[0]
+    everything = ", ".join(str(p) for p in range(16))
+    assert f"<code>{running.engine.consumer}#" in members and "(this engine)" in members
+    assert f"<td>{everything}</td>" in members  # alone, it holds every partition
     read_only = await serve_ui(UiSettings(port=0), running.store, FLOWS)
     try:
         assert read_only.token is None
@@ -232,3 +235,43 @@ async def test_the_same_input_check_in_the_api_and_the_command_line(tmp_path: Pa
     assert "invalid input for order_fulfilment: order_id: Field required" in done.stderr
     assert "quantity: Field required" in done.stderr
     assert done.stdout == ""  # no saga id: nothing was started
+
+
+@pytest.mark.redis
+async def test_the_engine_page_shows_every_engine_and_what_it_holds(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Two engines on one Redis: either one's page names both, and which partitions of
+    the replies each holds (the broker's membership, as ownership uses it)."""
+    from brokers import ConsumerOptions, RedisStreamsBroker
+
+    options = ConsumerOptions(visibility_timeout=2.0, block_time=0.05, membership_ttl=2.0)
+    store = await EventStore.open(f"sqlite:///{tmp_path / 'sagas.db'}")
+    brokers = [RedisStreamsBroker(redis_url=redis_url, consumer_options=options) for _ in "ab"]
+    for broker in brokers:
+        await broker.connect()
+    engines = [Engine(store, broker, FLOWS) for broker in brokers]
+    try:
+        async with engines[0], engines[1]:
+            ui = await serve_ui(
+                UiSettings(port=0, token=TOKEN), store, FLOWS, engine=engines[0], broker=brokers[0]
+            )
+            try:
+                async with asyncio.timeout(30):
+                    while True:
+                        _, page, _ = await call(ui.url + "engine")
+                        members = page.split('id="members"', 1)[1].split("</table>", 1)[0]
+                        rows = [r for r in members.split("<tr")[2:] if "saga.replies" in r]
+                        if len(rows) == 2:
+                            break
+                        await asyncio.sleep(0.2)
+                names = {engine.consumer for engine in engines}
+                for row in rows:
+                    assert any(f"<code>{name}#" in row for name in names), row
+                assert sum("(this engine)" in row for row in rows) == 1
+            finally:
+                await ui.close()
+    finally:
+        for broker in brokers:
+            await broker.disconnect()
+        await store.close()
