@@ -185,7 +185,7 @@ def graph(
     """Draw WORKFLOW's DAG with its compensations (mermaid or Graphviz dot).
 
     \b
-    Example:  orchestrator graph esg_report --format dot | dot -Tpng > esg.png
+    Example:  orchestrator graph esg_report --format dot > esg.dot
     """
     settings = settings_of(config_file, store, workflows_dir)
     try:
@@ -327,7 +327,7 @@ def export(
     python verify_chain.py saga.jsonl
 
     \b
-    Example:  orchestrator export 3f2a… -o saga.jsonl
+    Example:  orchestrator export SAGA_ID -o saga.jsonl
     """
     settings = settings_of(config_file, store, workflows_dir)
     write_export(run_async(ctx, export_records(settings, saga_id)), output)
@@ -351,7 +351,7 @@ def keygen(ctx: click.Context, out: str, force: bool) -> None:
     public key: orchestrator verify --public-key checkpoint.pub
 
     \b
-    Example:  orchestrator keygen --out /etc/sagaflow/checkpoint.key
+    Example:  orchestrator keygen --out checkpoint.key
     """
     private, public = Path(out), Path(out).with_suffix(".pub")
     signer = CheckpointSigner.generate()

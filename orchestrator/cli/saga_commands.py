@@ -372,7 +372,9 @@ def start(
     """Start a saga of WORKFLOW and print its id.
 
     \b
-    Example:  orchestrator start esg_report --input '{"company": "ACME"}' --wait
+    Example:  orchestrator start order_fulfilment --wait --input '{"order_id": "o-2",
+              "sku": "gizmo", "quantity": 1, "card": "4242424242424242",
+              "address": "2 Side St"}'
     """
     settings = settings_of(config_file, store, workflows_dir)
     code = run_async(
@@ -456,7 +458,7 @@ def status(
     """A table of sagas, or one saga's steps.
 
     \b
-    Example:  orchestrator status 3f2a…
+    Example:  orchestrator status SAGA_ID
     """
     settings = settings_of(config_file, store, workflows_dir)
     sys.exit(run_async(ctx, show_status(settings, saga_id, limit, console=console)))
