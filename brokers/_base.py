@@ -34,6 +34,7 @@ from brokers._dead_letters import (
 )
 from brokers._errors import (
     BrokerConnectionError,
+    BrokerError,
     BrokerNotConnectedError,
     DeadLetterError,
     MessageTooLargeError,
@@ -250,7 +251,9 @@ class Broker(BrokerStorage):
 
         Cancelling the task that iterates ends the loop; messages it had not
         acknowledged are redelivered to the group after the visibility timeout.
-        A connection loss is retried with backoff, without ending the loop.
+        ``disconnect()`` ends every loop too: it returns, quietly, so a listener a
+        pattern left running does not fail at exit. A connection loss is retried with
+        backoff, without ending the loop.
 
         With ``on_assigned`` the loop is also a member of the group's membership
         (:mod:`brokers._membership`): between fetches it awaits ``on_assigned`` with the
@@ -268,7 +271,7 @@ class Broker(BrokerStorage):
             if session is not None:
                 self._sessions.add(session)
                 await session.start()
-            while True:
+            while self._connected:
                 if session is not None:
                     await session.sync()
                 try:
@@ -278,8 +281,10 @@ class Broker(BrokerStorage):
                         for delivery, raw in entries
                         if (message := await self._admit(topic, delivery, raw)) is not None
                     ]
-                except BrokerConnectionError as exc:
+                except BrokerError as exc:
                     if not self._connected:
+                        return  # disconnect() ends the loop
+                    if not isinstance(exc, BrokerConnectionError):
                         raise
                     logger.warning(
                         "consumer %s of %s/%s lost the broker (%s); retrying in %.2fs",
@@ -360,7 +365,7 @@ class Broker(BrokerStorage):
         """
         self._require_connected()
         delivery = self._delivery_of(message)
-        self.metrics.failed += 1
+        self.metrics.nacked += 1
         if requeue and message.retry_count < self.retry_policy.max_retries:
             attempt = message.retry_count + 1
             delay = self.retry_policy.delay(attempt, self._rng)

@@ -30,7 +30,7 @@ class BrokerMetrics:
         self.published = 0
         self.consumed = 0
         self.acknowledged = 0
-        self.failed = 0
+        self.nacked = 0
         self.retried = 0
         self.dead_lettered = 0
         self._latency_total = 0.0
@@ -54,6 +54,7 @@ class BrokerMetrics:
     def on_consume(self, latency_s: float) -> None:
         """One message delivered; ``latency_s`` < 0 for a redelivery (not timed)."""
         self.consumed += 1
+        self._tick(1)
         if latency_s >= 0:
             self._latency_total += latency_s
             self._latency_count += 1
@@ -73,8 +74,15 @@ class BrokerMetrics:
     def uptime(self) -> float:
         return self._clock() - self.started_at
 
+    @property
+    def failed(self) -> int:
+        """Messages that failed for good: dead-lettered (the seed's ``messages_failed``).
+        A nack that leads to a retry is not a failure yet: see ``nacked``."""
+        return self.dead_lettered
+
     def throughput(self) -> float:
-        """Messages published per second over the last few seconds."""
+        """Messages published and delivered per second over the last 10 seconds (or
+        since connecting, if that is sooner)."""
         now = int(self._clock())
         recent = sum(
             count
@@ -91,6 +99,7 @@ class BrokerMetrics:
             "messages_consumed": self.consumed,
             "messages_acknowledged": self.acknowledged,
             "messages_failed": self.failed,
+            "messages_nacked": self.nacked,
             "messages_retried": self.retried,
             "messages_dead_lettered": self.dead_lettered,
             "throughput_per_second": round(self.throughput(), 3),

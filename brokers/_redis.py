@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -69,7 +70,7 @@ class RedisStreamsBroker(Broker):
     ) -> None:
         super().__init__(**options)
         self._url = redis_url
-        self._where = redis_url or f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
+        self._where = _redacted(redis_url) or f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
         self._conn_kwargs: dict[str, Any] = {
             "max_connections": max_connections,
             # redis-py 8's own read timeout can swallow a task's cancellation (a
@@ -107,6 +108,8 @@ class RedisStreamsBroker(Broker):
                     f"redis at {self._where}: no reply within {self._op_timeout:.1f}s"
                 ) from exc
             except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+                if _is_auth_failure(exc):
+                    raise BrokerConnectionError(_auth_advice(self._where, exc)) from exc
                 raise BrokerConnectionError(f"redis at {self._where}: {exc}") from exc
             except rexc.RedisError as exc:
                 if "NOGROUP" in str(exc):
@@ -426,3 +429,35 @@ class RedisStreamsBroker(Broker):
             return total
 
         return await self._io(lag)
+
+
+def _redacted(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***`` (it goes into error messages)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+_AUTH_SIGNS = ("NOAUTH", "WRONGPASS", "HELLO must be called", "invalid username-password")
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    return isinstance(exc, rexc.AuthenticationError) or any(
+        sign in str(exc) for sign in _AUTH_SIGNS
+    )
+
+
+def _auth_advice(where: str, exc: BaseException) -> str:
+    if "NOAUTH" in str(exc) or "HELLO must be called" in str(exc):
+        what = "needs a password and none was given"
+    else:
+        what = "refused the password (or user) given"
+    return (
+        f"redis at {where}: authentication failed: the server {what}; check redis.password "
+        "(GREENLANG_REDIS_PASSWORD) or the password in redis.url"
+    )

@@ -62,7 +62,7 @@ _BROKER_COUNTS = {
     "published": "Messages published.",
     "consumed": "Messages delivered to this process's consumers.",
     "acknowledged": "Messages acknowledged.",
-    "failed": "Messages nacked (given back for a retry or dead-lettered).",
+    "nacked": "Messages nacked (given back for a retry, or dead-lettered).",
     "retried": "Nacked messages scheduled for a retry.",
     "dead_lettered": "Messages moved to a dead-letter queue.",
 }
@@ -366,7 +366,7 @@ def _broker_families(m: Metrics) -> Iterator[Any]:
         "published": metrics.published,
         "consumed": metrics.consumed,
         "acknowledged": metrics.acknowledged,
-        "failed": metrics.failed,
+        "nacked": metrics.nacked,
         "retried": metrics.retried,
         "dead_lettered": metrics.dead_lettered,
     }

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -151,3 +154,47 @@ async def test_acknowledged_publishes_survive_kill_9(own_server: RedisServer) ->
 
 async def _async(value: bool) -> bool:
     return value
+
+
+def test_authentication_failures_say_so_and_name_the_setting(tmp_path: Path) -> None:
+    """A server that wants a password: none given, a wrong one, the right one. The
+    error names the setting to check, and never prints the password."""
+    from tests.servers import free_port
+
+    port = free_port()
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret-pw",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    async def attempt(url: str) -> str:
+        broker = RedisStreamsBroker(redis_url=url)
+        try:
+            await broker.connect()
+        except BrokerConnectionError as exc:
+            return str(exc)
+        await broker.disconnect()
+        return "connected"
+
+    async def run() -> list[str]:
+        async with asyncio.timeout(20):
+            while await attempt(f"redis://:s3cret-pw@127.0.0.1:{port}") != "connected":  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        return [
+            await attempt(f"redis://127.0.0.1:{port}"),
+            await attempt(f"redis://:wrong-pw@127.0.0.1:{port}"),
+        ]
+
+    try:
+        missing, wrong = asyncio.run(run())
+    finally:
+        server.kill()
+        server.wait()
+    assert "authentication failed: the server needs a password and none was given" in missing
+    assert "refused the password" in wrong and "redis://:***@127.0.0.1" in wrong
+    for message in (missing, wrong):
+        assert "GREENLANG_REDIS_PASSWORD" in message and "redis.password" in message
+        assert "wrong-pw" not in message and "s3cret-pw" not in message

@@ -78,7 +78,7 @@ FAMILIES = {
     "sagaflow_broker_messages_published",
     "sagaflow_broker_messages_consumed",
     "sagaflow_broker_messages_acknowledged",
-    "sagaflow_broker_messages_failed",
+    "sagaflow_broker_messages_nacked",
     "sagaflow_broker_messages_retried",
     "sagaflow_broker_messages_dead_lettered",
     "sagaflow_broker_publish_duration_seconds",
