@@ -173,6 +173,11 @@ class Broker(BrokerStorage):
         parsed = coerce_headers(headers)
         if ttl is not None and ttl <= 0:
             raise MessageValidationError(f"ttl for topic {topic!r} must be > 0, got {ttl}")
+        if ttl is not None and self.message_ttl is not None and ttl > self.message_ttl:
+            raise MessageValidationError(
+                f"ttl {ttl:g} s for topic {topic!r} is longer than the topics keep messages "
+                f"(message_ttl_days: {self.message_ttl / DAY:g})"
+            )
         if type(priority) is not int:
             raise MessageValidationError(f"priority must be an int, got {priority!r}")
         now = self._clock()

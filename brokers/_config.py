@@ -84,6 +84,9 @@ class RedisConfig(BaseModel):
 
 
 KAFKA_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+KAFKA_RETENTION_DAYS = 30.0
+"""How long Kafka topics keep messages, and how long a message lives there: the seed's
+Kafka retention (``message_ttl_days`` of a Kafka broker, unless set)."""
 
 
 class KafkaConfig(BaseModel):
@@ -111,7 +114,7 @@ class KafkaConfig(BaseModel):
     ``group.min.session.timeout.ms`` (6 s by default)."""
     heartbeat_interval: Annotated[float, Field(gt=0)] | None = None
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
-    message_ttl_days: Annotated[float, Field(gt=0)] = 7
+    message_ttl_days: Annotated[float, Field(gt=0)] = KAFKA_RETENTION_DAYS
     dlq_ttl_days: Annotated[float, Field(gt=0)] = 30
     max_retries: Annotated[int, Field(ge=0)] = 3
     max_message_bytes: Annotated[int, Field(ge=1, le=KAFKA_MAX_MESSAGE_BYTES)] = (

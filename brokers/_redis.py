@@ -89,6 +89,8 @@ class RedisStreamsBroker(Broker):
         self._op_timeout = self.consumer_options.block_time + 10.0
         self._client: aioredis.Redis | None = None
         self._circuit = CircuitBreaker(f"redis {self._where}", self.circuit_policy)
+        self._trimmed_at: dict[str, float] = {}
+        """Topic → when its stream was last trimmed by age (this process's clock)."""
         self._groups: set[tuple[str, str]] = set()
         self._cursors: dict[tuple[str, str], _Cursor] = {}
 
@@ -181,6 +183,18 @@ class RedisStreamsBroker(Broker):
     async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
         redis = self._redis
         maxlen = self.max_stream_length
+        min_id = self._due_trim(topic)
+        if min_id is not None:  # now and then: entries older than the message TTL go
+
+            async def trimmed() -> None:
+                pipe = redis.pipeline(transaction=False)
+                for data in datas:
+                    pipe.xadd(topic, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                pipe.xtrim(topic, minid=min_id, approximate=False)
+                await pipe.execute()
+
+            await self._io(trimmed)
+            return
         if len(datas) == 1:
             data = datas[0]
             await self._io(
@@ -322,25 +336,50 @@ class RedisStreamsBroker(Broker):
             cursor.next_promote = min(cursor.next_promote, due)
 
     async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
-        min_id = max(0, int((self._clock() - self.dlq_ttl) * 1000))
+        min_id = self._dlq_floor()
         redis = self._redis
 
         async def move() -> None:
             pipe = redis.pipeline(transaction=True)
-            pipe.xadd(layout.dlq_key(topic), {layout.FIELD: record}, minid=min_id, approximate=True)
+            key = layout.dlq_key(topic)
+            pipe.xadd(key, {layout.FIELD: record}, minid=min_id, approximate=False)
             pipe.xack(delivery.source, delivery.group, delivery.entry_id)
             await pipe.execute()
 
         await self._io(move)
 
+    def _due_trim(self, topic: str) -> int | None:
+        """The stream id before which ``topic``'s entries are older than the message
+        TTL, when a trim is due (every ``min(60 s, TTL / 2)`` per topic); else ``None``."""
+        ttl = self.message_ttl
+        if ttl is None:
+            return None
+        now = self._clock()
+        if now - self._trimmed_at.get(topic, 0.0) < min(60.0, ttl / 2):
+            return None
+        self._trimmed_at[topic] = now
+        return max(0, int((now - ttl) * 1000))
+
+    def _dlq_floor(self) -> int:
+        """The first DLQ entry id not past the DLQ TTL (ids are milliseconds)."""
+        return max(0, int((self._clock() - self.dlq_ttl) * 1000))
+
     async def _count_dead_letters(self, topic: str) -> int:
-        redis = self._redis
-        count: int = await self._io(lambda: redis.xlen(layout.dlq_key(topic)))
-        return count
+        redis, key, floor = self._redis, layout.dlq_key(topic), self._dlq_floor()
+
+        async def count() -> int:
+            pipe = redis.pipeline(transaction=False)
+            pipe.xtrim(key, minid=floor, approximate=False)  # expired letters go first
+            pipe.xlen(key)
+            _, length = await pipe.execute()
+            return int(length)
+
+        return await self._io(count)
 
     async def _read_dead_letters(self, topic: str, limit: int) -> list[tuple[str, bytes]]:
-        redis = self._redis
-        rows = await self._io(lambda: redis.xrange(layout.dlq_key(topic), count=limit))
+        redis, floor = self._redis, self._dlq_floor()
+        key = layout.dlq_key(topic)
+        rows = await self._io(lambda: redis.xrange(key, min=f"{floor}-0", count=limit))
         return [
             (layout.text(entry_id), data)
             for entry_id, fields in rows or ()

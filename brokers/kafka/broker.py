@@ -40,7 +40,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment as Me
 
 from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
-from brokers._config import KAFKA_MAX_MESSAGE_BYTES
+from brokers._config import KAFKA_MAX_MESSAGE_BYTES, KAFKA_RETENTION_DAYS
 from brokers._dead_letters import record_topic
 from brokers._membership import MembershipSession, OnAssigned
 from brokers._message import Delivery, Message
@@ -89,6 +89,7 @@ class KafkaBroker(Broker):
             )
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
+        options.setdefault("message_ttl_days", KAFKA_RETENTION_DAYS)
         super().__init__(max_message_bytes=max_message_bytes, **options)
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
@@ -117,7 +118,12 @@ class KafkaBroker(Broker):
         self._circuit = CircuitBreaker(f"kafka {bootstrap_servers}", self.circuit_policy)
         self._io = KafkaIO(bootstrap_servers, self._circuit)
         self._topics = Topics(
-            topic_prefix, partitions, replication_factor, max_message_bytes, self.dlq_ttl
+            topic_prefix,
+            partitions,
+            replication_factor,
+            max_message_bytes,
+            self.dlq_ttl,
+            self.message_ttl,
         )
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None

@@ -39,12 +39,17 @@ class Topics:
         replication_factor: int,
         max_message_bytes: int,
         dlq_ttl: float,
+        message_ttl: float | None = None,
     ) -> None:
+        """``message_ttl`` and ``dlq_ttl`` (seconds) become the ``retention.ms`` of the
+        topics this creates: main and retry topics, and DLQs (``None``: the server's
+        default for main and retry topics)."""
         self.prefix = prefix
         self.partitions = partitions
         self.replication_factor = replication_factor
         self._max_message_bytes = max_message_bytes
         self._dlq_ttl = dlq_ttl
+        self._message_ttl = message_ttl
         self._counts: dict[str, int] = {}
 
     def main(self, topic: str) -> str:
@@ -109,6 +114,8 @@ class Topics:
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(int(self._dlq_ttl * 1000)),
             }
+        elif self._message_ttl is not None:
+            configs["retention.ms"] = str(int(self._message_ttl * 1000))
         count = 1 if dlq else self.partitions
         new = [
             NewTopic(name, count, self.replication_factor, topic_configs=dict(configs))
