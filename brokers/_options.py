@@ -29,7 +29,15 @@ class ConsumerOptions:
     other members take them. Leases are renewed, and free partitions looked for,
     every third of it."""
 
+    idle_consumer_ttl: float = 3600.0
+    """Seconds a consumer of a Redis group may stay idle before it is removed from the
+    group (``XGROUP DELCONSUMER``), once it holds no pending entry: consumers that
+    ended (a finished ``consume()``, a process gone) do not pile up. The group's live
+    loops sweep every half of it, at most once a minute."""
+
     def __post_init__(self) -> None:
+        if not self.idle_consumer_ttl > 0:
+            raise ValueError(f"idle_consumer_ttl must be > 0, got {self.idle_consumer_ttl}")
         if self.visibility_timeout <= 0:
             raise ValueError(f"visibility_timeout must be > 0, got {self.visibility_timeout}")
         if self.block_time <= 0:

@@ -42,11 +42,12 @@ class _NoGroupError(BrokerError):
 class _Cursor:
     """What one (topic, group) pair knows locally about when to promote and reclaim."""
 
-    __slots__ = ("next_claim", "next_promote")
+    __slots__ = ("next_claim", "next_promote", "next_sweep")
 
     def __init__(self) -> None:
         self.next_promote = 0.0
         self.next_claim = 0.0
+        self.next_sweep = 0.0
 
 
 class RedisStreamsBroker(Broker):
@@ -228,6 +229,10 @@ class RedisStreamsBroker(Broker):
         retry_key = layout.retry_key(topic, group)
         out: list[tuple[Delivery, bytes | None]] = []
         now = time.monotonic()
+        if now >= cursor.next_sweep:
+            idle = self.consumer_options.idle_consumer_ttl
+            cursor.next_sweep = now + min(60.0, idle / 2)
+            await self._io(lambda: self._sweep((topic, retry_key), group, consumer, idle))
         if now >= cursor.next_claim:
             cursor.next_claim = now + self.consumer_options.effective_claim_interval
             out = await self._io(lambda: self._reclaim(topic, retry_key, group, consumer, count))
@@ -347,6 +352,20 @@ class RedisStreamsBroker(Broker):
             await pipe.execute()
 
         await self._io(move)
+
+    async def _sweep(self, keys: Sequence[str], group: str, me: str, idle: float) -> None:
+        """Remove the group's consumers idle for ``idle`` seconds with nothing pending
+        (never ``me``, never one holding an entry)."""
+        redis = self._redis
+        for key in keys:
+            try:
+                consumers = await redis.xinfo_consumers(key, group)
+            except rexc.ResponseError:  # no such stream or group (yet): nothing to do
+                continue
+            for info in consumers:
+                name = layout.text(info["name"])
+                if name != me and info["pending"] == 0 and info["idle"] > idle * 1000:
+                    await redis.xgroup_delconsumer(key, group, name)
 
     def _due_trim(self, topic: str) -> int | None:
         """The stream id before which ``topic``'s entries are older than the message

@@ -198,3 +198,30 @@ def test_authentication_failures_say_so_and_name_the_setting(tmp_path: Path) -> 
     for message in (missing, wrong):
         assert "GREENLANG_REDIS_PASSWORD" in message and "redis.password" in message
         assert "wrong-pw" not in message and "s3cret-pw" not in message
+
+
+async def test_idle_consumers_with_nothing_pending_leave_the_group(redis_url: str) -> None:
+    """100 short ``consume()`` loops leave 100 consumers behind; once idle past
+    ``idle_consumer_ttl`` the group's next loop removes them, but not one that still
+    holds a message nobody acknowledged."""
+    crowd = RedisStreamsBroker(redis_url=redis_url, consumer_options=FAST_CONSUMER)
+    options = ConsumerOptions(block_time=0.05, idle_consumer_ttl=1.0)
+    sweeper = RedisStreamsBroker(redis_url=redis_url, consumer_options=options)
+    raw = aioredis.Redis.from_url(redis_url)
+    await crowd.connect()
+    await sweeper.connect()
+    try:
+        await crowd.publish_batch("crowd", [{"n": n} for n in range(101)])
+        for n in range(100):
+            await take(crowd, "crowd", "g", 1, consumer=f"short-{n}")
+        await take(crowd, "crowd", "g", 1, consumer="holder", ack=False)
+        assert len(await raw.xinfo_consumers("crowd", "g")) == 101
+        await asyncio.sleep(1.2)
+        await sweeper.publish("crowd", {"n": "last"})
+        await take(sweeper, "crowd", "g", 1, consumer="sweeper")
+        names = {info["name"].decode() for info in await raw.xinfo_consumers("crowd", "g")}
+        assert names == {"holder", "sweeper"}
+    finally:
+        await crowd.disconnect()
+        await sweeper.disconnect()
+        await raw.aclose()
