@@ -17,7 +17,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -104,6 +104,7 @@ class Broker(BrokerStorage):
         self._rng = rng or random.Random()
         self._connected = False
         self._sessions: set[MembershipSession] = set()
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
         # Message ids: a random 96-bit prefix per broker object and a counter. Unique
         # across processes like a UUID, at a tenth of uuid4's cost on the publish path.
         self._id_prefix = os.urandom(12).hex()
@@ -125,6 +126,12 @@ class Broker(BrokerStorage):
     async def disconnect(self) -> None:
         """Close the connection (idempotent). Un-acknowledged messages stay pending."""
         if self._connected:
+            cleanups, self._cleanups = self._cleanups, []
+            for cleanup in cleanups:
+                try:
+                    await cleanup()
+                except Exception as exc:  # a cleanup's failure must not keep us open
+                    logger.warning("cleanup at disconnect failed: %s", exc)
             self._connected = False
             # Consume loops leave their groups while the connection is still open, so
             # the other members take over at once instead of after a timeout.
@@ -449,6 +456,27 @@ class Broker(BrokerStorage):
         """The oldest ``limit`` records of ``topic``'s discard archive."""
         self._require_connected()
         return [decode_discarded(data, topic) for data in await self._read_discarded(topic, limit)]
+
+    async def delete_topic(self, topic: str) -> None:
+        """Remove ``topic``: its messages, its consumer groups and their retries. Its
+        dead letters stay until the DLQ's TTL. For topics that belong to one
+        conversation (a request-reply pattern's replies, a ``SagaPattern``'s own
+        topics), so nothing piles up; deleting a topic others still use loses their
+        messages."""
+        self._require_connected()
+        await self._delete(topic)
+
+    def on_disconnect(
+        self, cleanup: Callable[[], Awaitable[None]], *, remove: bool = False
+    ) -> None:
+        """Run ``cleanup`` at the start of :meth:`disconnect`, while the connection is
+        still open (a pattern deleting its reply topic); once, errors logged. With
+        ``remove``, forget it (the pattern cleaned up by itself)."""
+        if remove:
+            if cleanup in self._cleanups:
+                self._cleanups.remove(cleanup)
+        elif cleanup not in self._cleanups:
+            self._cleanups.append(cleanup)
 
     async def get_partition_holders(self, topic: str, group: str) -> dict[int, str]:
         """Which member of ``group`` holds each partition of ``topic`` now, as the

@@ -142,6 +142,19 @@ class InMemoryBroker(Broker):
             group = topic.groups[name] = _Group(topic.base)
         return group
 
+    async def _delete(self, topic: str) -> None:
+        state = self._topics.get(topic)
+        if state is None:
+            return
+        state.wake()
+        if state.dlq or state.discarded:  # dead letters stay until their TTL
+            kept = self._topics[topic] = _Topic()
+            kept.dlq, kept.dlq_seq, kept.discarded = state.dlq, state.dlq_seq, state.discarded
+        else:
+            del self._topics[topic]
+        for key in [key for key in self._leases if key[0] == topic]:
+            del self._leases[key]
+
     def _lease_table(self, topic: str, group: str) -> LeaseTable:
         table = self._leases.get((topic, group))
         if table is None:

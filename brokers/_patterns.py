@@ -39,7 +39,9 @@ class RequestReplyPattern:
     """Send a request and await its reply, matched by correlation id.
 
     Replies come back on this instance's own reply topic (``reply_topic``), read by a
-    background listener started on the first request; ``close()`` stops it.
+    background listener started on the first request; ``close()`` stops it and deletes
+    the reply topic, and so does the broker's ``disconnect()`` for a pattern never
+    closed: nothing is left behind.
     """
 
     def __init__(self, broker: Broker, *, reply_topic: str | None = None) -> None:
@@ -59,6 +61,8 @@ class RequestReplyPattern:
         """Publish a request on ``topic``; the reply ``Message``, or ``None`` after
         ``timeout`` seconds. The request expires with the timeout: nobody serves it late."""
         if self._listener is None or self._listener.done():
+            if self._listener is None:
+                self.broker.on_disconnect(self.close)
             self._listener = asyncio.create_task(self._listen(), name=f"{self.reply_topic}")
         correlation_id = uuid.uuid4().hex
         base = coerce_headers(headers)
@@ -115,12 +119,15 @@ class RequestReplyPattern:
             await self.broker.acknowledge(request)
 
     async def close(self) -> None:
-        """Stop the reply listener."""
+        """Stop the reply listener and delete the reply topic (idempotent)."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+            self.broker.on_disconnect(self.close, remove=True)
+            if self.broker.connected:
+                await self.broker.delete_topic(self.reply_topic)
 
 
 class PubSubPattern:

@@ -367,6 +367,23 @@ class RedisStreamsBroker(Broker):
                 if name != me and info["pending"] == 0 and info["idle"] > idle * 1000:
                     await redis.xgroup_delconsumer(key, group, name)
 
+    async def _delete(self, topic: str) -> None:
+        redis = self._redis
+        pattern = _glob_escape(topic)
+
+        async def delete() -> None:
+            keys = [topic]
+            for kind in ("retry", "delayed"):
+                async for key in redis.scan_iter(match=f"{pattern}:{kind}:*", count=500):
+                    keys.append(layout.text(key))
+            await redis.delete(*keys)
+
+        await self._io(delete)
+        self._groups = {pair for pair in self._groups if pair[0] != topic}
+        for key in [key for key in self._cursors if key[0] == topic]:
+            del self._cursors[key]
+        self._trimmed_at.pop(topic, None)
+
     def _due_trim(self, topic: str) -> int | None:
         """The stream id before which ``topic``'s entries are older than the message
         TTL, when a trim is due (every ``min(60 s, TTL / 2)`` per topic); else ``None``."""
@@ -519,3 +536,8 @@ def _auth_advice(where: str, exc: BaseException) -> str:
         f"redis at {where}: authentication failed: the server {what}; check redis.password "
         "(GREENLANG_REDIS_PASSWORD) or the password in redis.url"
     )
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``SCAN MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -88,6 +88,10 @@ class BrokerStorage(ABC):
     @abstractmethod
     async def _lag(self, topic: str, group: str) -> int: ...
 
+    @abstractmethod
+    async def _delete(self, topic: str) -> None:
+        """Remove the topic's messages, groups and retries (its DLQ stays)."""
+
     def _lease_table(self, topic: str, group: str) -> LeaseTable:
         """Where the partition leases and live members of (topic, group) are kept, for
         consume loops with ``on_assigned``. A backend whose membership is its own (Kafka)

@@ -388,6 +388,16 @@ class KafkaBroker(Broker):
 
     # -- membership, lag -------------------------------------------------------------
 
+    async def _delete(self, topic: str) -> None:
+        admin = self._admin
+        assert admin is not None
+        main = self._topics.main(topic)
+        names = await self._io(admin.list_topics)
+        doomed = [n for n in names if n == main or n.startswith(f"{main}.retry.")]
+        if doomed:
+            await self._io(lambda: admin.delete_topics(doomed))
+        self._topics.deleted(*doomed)
+
     async def _partition_holders(self, topic: str, group: str) -> dict[int, str]:
         """The group's members as Kafka describes them, with their assignment of the
         topic's partitions (the retry topic's are not shown)."""

@@ -88,6 +88,11 @@ class Topics:
     def forget(self) -> None:
         self._counts.clear()
 
+    def deleted(self, *names: str) -> None:
+        """The topics were deleted: create them again when next needed."""
+        for name in names:
+            self._counts.pop(name, None)
+
     async def exists(self, admin: AIOKafkaAdminClient | None, io: KafkaIO, name: str) -> bool:
         """Whether topic ``name`` exists on the server (asked once it is known to)."""
         if name in self._counts:

@@ -162,6 +162,11 @@ class SagaPattern:
                 self._users -= 1
                 if self._users == 0 and self._engine is not None:
                     await self._engine.stop()
+                    # Its topics are this pattern's alone, and nothing is in flight.
+                    topics = self._engine.options.topics
+                    if self.broker.connected:
+                        await self.broker.delete_topic(topics.steps(self.workflow.name))
+                        await self.broker.delete_topic(topics.replies)
                     self._engine = None
                     # Nothing is in flight once every execute() has returned: an owned
                     # in-memory store is released too (a store passed in stays open).
