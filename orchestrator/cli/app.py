@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from brokers import BrokerError
 from eventstore import EventStoreError
@@ -106,7 +107,8 @@ def fail(ctx: click.Context, exc: Exception, *, as_json: bool = False) -> NoRetu
     if as_json:
         click.echo(json.dumps({"ok": False, "exit_code": 2, "error": str(exc)}))
     else:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escaped: an error naming `x[otel]` is not rich markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

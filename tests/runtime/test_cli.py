@@ -45,6 +45,13 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         assert command in done.stdout
 
 
+def test_an_error_is_printed_as_is_even_with_brackets(tmp_path: Path) -> None:
+    """Errors are plain text, not rich markup: `x[otel]` stays `x[otel]`."""
+    done = cli("start", "x[otel]", "--workflows", str(ROOT / "workflows"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unknown workflow 'x[otel]'" in done.stderr, done.stderr
+
+
 def test_demo_completes_one_and_compensates_others_on_the_embedded_default(
     tmp_path: Path,
 ) -> None:
