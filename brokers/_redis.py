@@ -423,8 +423,8 @@ class RedisStreamsBroker(Broker):
         ]
 
     async def _read_dead_letter(self, topic: str, dlq_id: str) -> bytes | None:
-        if not layout.is_entry_id(dlq_id):
-            return None
+        if not layout.is_entry_id(dlq_id) or int(dlq_id.split("-", 1)[0]) < self._dlq_floor():
+            return None  # not an id, or past the DLQ's TTL
         redis = self._redis
         rows = await self._io(lambda: redis.xrange(layout.dlq_key(topic), dlq_id, dlq_id, 1))
         return next((layout.entry_data(fields) for _, fields in rows or ()), None)
@@ -511,11 +511,13 @@ def _redacted(url: str | None) -> str | None:
     if url is None:
         return None
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    query = "&".join(
+        "password=***" if pair.startswith("password=") else pair for pair in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 _AUTH_SIGNS = ("NOAUTH", "WRONGPASS", "HELLO must be called", "invalid username-password")

@@ -98,6 +98,10 @@ class Topics:
         if name in self._counts:
             return True
         assert admin is not None
+        # list_topics, not describe_topics: a metadata request for one topic may create
+        # it on a server with auto.create.topics.enable (Kafka's default).
+        if name not in await io(admin.list_topics):
+            return False
         (info,) = await io(lambda: admin.describe_topics([name]))
         if info.get("error_code") or not info.get("partitions"):
             return False

@@ -241,7 +241,7 @@ class Workflow:
                 f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
             )
             raise InputError(f"invalid input for {self.name}: {problems}") from None
-        dumped: dict[str, Any] = model.model_dump(mode="json")
+        dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
         return dumped
 
     def input_schema(self) -> dict[str, Any] | None:

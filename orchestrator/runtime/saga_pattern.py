@@ -17,13 +17,14 @@ it while ``execute`` runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from brokers import Broker
+from brokers import Broker, BrokerError
 from eventstore import EventStore
 from orchestrator.core.builder import WorkflowBuilder
 from orchestrator.core.policy import RetryPolicy
@@ -33,6 +34,8 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.runtime.clock import Clock
 from orchestrator.runtime.engine import Engine, EngineOptions
 from orchestrator.runtime.wire import Topics
+
+logger = logging.getLogger("orchestrator")
 
 _ONE_ATTEMPT = RetryPolicy(max_attempts=1)
 
@@ -85,6 +88,9 @@ class SagaPattern:
     ) -> None:
         self.broker = broker
         self.name = name or f"saga_{uuid.uuid4().hex[:8]}"
+        self._own_topics = name is None
+        """Topics of a generated name are this pattern's alone: deleted when it is done
+        (a name given may be shared by other processes' patterns)."""
         self._store = store
         self._own_store = store is None
         self._retry = retry
@@ -161,16 +167,22 @@ class SagaPattern:
             async with self._lock:
                 self._users -= 1
                 if self._users == 0 and self._engine is not None:
-                    await self._engine.stop()
-                    # Its topics are this pattern's alone, and nothing is in flight.
-                    topics = self._engine.options.topics
-                    if self.broker.connected:
-                        await self.broker.delete_topic(topics.steps(self.workflow.name))
-                        await self.broker.delete_topic(topics.replies)
-                    self._engine = None
+                    engine, self._engine = self._engine, None
+                    await engine.stop()
+                    if self._own_topics and self.broker.connected:
+                        await self._delete_topics(engine)
                     # Nothing is in flight once every execute() has returned: an owned
                     # in-memory store is released too (a store passed in stays open).
                     await self.close()
+
+    async def _delete_topics(self, engine: Engine) -> None:
+        """Nothing is in flight: this pattern's topics go (a failure is only logged)."""
+        topics = engine.options.topics
+        for topic in (topics.steps(self.workflow.name), topics.replies):
+            try:
+                await self.broker.delete_topic(topic)
+            except BrokerError as exc:
+                logger.warning("saga pattern %s: could not delete %s: %s", self.name, topic, exc)
 
     async def close(self) -> None:
         """Release the in-memory store (a store passed in stays open)."""

@@ -147,7 +147,9 @@ class Transitions:
                 written.insert(0, new)
             trace = loaded.trace
             if started and self._tracing is not None:
-                trace = self._tracing.start_saga(saga_id, wf.name, trace)
+                trace = self._tracing.start_saga(
+                    saga_id, wf.name, trace, join_current=new is not None
+                )
             try:
                 # Outcomes and timers come decoded from the wire or the log, commands
                 # from the core: plain JSON already. A start carries client input.

@@ -94,10 +94,20 @@ class SagaTracing:
 
     # -- the engine's side ------------------------------------------------------------
 
-    def start_saga(self, saga_id: str, workflow: str, parent: str | None) -> str:
+    def start_saga(
+        self, saga_id: str, workflow: str, parent: str | None, *, join_current: bool = True
+    ) -> str:
         """Open the saga's span, a child of ``parent`` (a ``traceparent``) or, without
-        one, of the current span; returns its ``traceparent`` to record."""
-        context = self._extract(parent) if parent else None
+        one, of the current span when ``join_current`` (a start in the caller's own
+        task), else a trace of its own; returns its ``traceparent`` to record."""
+        if parent:
+            context = self._extract(parent)
+        elif join_current:
+            context = None
+        else:
+            from opentelemetry.context import Context
+
+            context = Context()  # a saga another process requested: not this task's span
         span = self._tracer.start_span(
             f"saga {workflow}", context, attributes=_saga_attributes(saga_id, workflow)
         )

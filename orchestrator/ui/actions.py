@@ -61,12 +61,12 @@ def form_fields(wf: Workflow) -> list[dict[str, Any]]:
     required = set(schema.get("required", ()))
     fields = []
     for name, spec in schema.get("properties", {}).items():
-        kind = spec.get("type", "string")
+        kind = _simple_type(spec)
         fields.append(
             {
                 "name": name,
                 "label": spec.get("title", name),
-                "type": kind if kind in ("string", "integer", "number", "boolean") else "json",
+                "type": kind,
                 "required": name in required,
                 "description": spec.get("description", ""),
                 "enum": spec.get("enum"),
@@ -74,6 +74,20 @@ def form_fields(wf: Workflow) -> list[dict[str, Any]]:
             }
         )
     return fields
+
+
+def _simple_type(spec: Mapping[str, Any]) -> str:
+    """A field's form type: its JSON type, a nullable one's non-null type, and ``json``
+    for anything else (nested models, unions, lists: typed as JSON)."""
+    if "anyOf" in spec:
+        options = [s for s in spec["anyOf"] if s.get("type") != "null"]
+        if len(options) == 1:
+            return _simple_type(options[0])
+        return "json"
+    kind = spec.get("type")
+    if "enum" in spec and kind is None:
+        return "string"
+    return kind if kind in ("string", "integer", "number", "boolean") else "json"
 
 
 def _input_from_form(wf: Workflow, form: Mapping[str, Any]) -> dict[str, Any]:

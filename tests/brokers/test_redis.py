@@ -225,3 +225,14 @@ async def test_idle_consumers_with_nothing_pending_leave_the_group(redis_url: st
         await crowd.disconnect()
         await sweeper.disconnect()
         await raw.aclose()
+
+
+def test_passwords_never_reach_an_error_message() -> None:
+    from brokers._redis import _redacted
+
+    assert _redacted("redis://:pw@10.0.0.1:6380/2") == "redis://:***@10.0.0.1:6380/2"
+    assert _redacted("redis://user:pw@[::1]:6379/0") == "redis://user:***@[::1]:6379/0"
+    assert _redacted("redis://h/0?password=pw&ssl_cert_reqs=none") == (
+        "redis://h/0?password=***&ssl_cert_reqs=none"
+    )
+    assert _redacted("redis://h:6379/0") == "redis://h:6379/0"

@@ -378,3 +378,17 @@ def test_exported_names_are_sorted_and_present() -> None:
     assert core <= set(names)
     # Internals stay out: the codec and the type registry are the core's business.
     assert not {"encode", "decode", "TYPE_NAMES", "Record", "Storable", "Message"} & set(names)
+
+
+def test_a_validated_input_keeps_the_model_s_aliases() -> None:
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Order(BaseModel):
+        model_config = ConfigDict(populate_by_name=True)
+        order_id: str = Field(alias="orderId")
+
+    wf = WorkflowBuilder("aliased", input=Order)
+    wf.step(name="only", kind="retriable")(lambda data: {})
+    built = wf.build()
+    assert built.validate_input({"orderId": "o-1"}) == {"orderId": "o-1"}
+    assert built.validate_input(built.validate_input({"orderId": "o-1"})) == {"orderId": "o-1"}

@@ -275,3 +275,21 @@ async def test_the_engine_page_shows_every_engine_and_what_it_holds(
         for broker in brokers:
             await broker.disconnect()
         await store.close()
+
+
+def test_the_form_types_optional_and_nested_fields_sensibly() -> None:
+    from orchestrator.ui.actions import form_fields
+
+    class Address(BaseModel):
+        street: str
+
+    class Odd(BaseModel):
+        note: str | None = None
+        count: int | None = None
+        address: Address
+        tags: list[str] = []
+
+    odd = WorkflowBuilder("odd", input=Odd)
+    odd.step(name="only", kind="retriable")(lambda data: {})
+    types = {f["name"]: f["type"] for f in form_fields(odd.build())}
+    assert types == {"note": "string", "count": "integer", "address": "json", "tags": "json"}
