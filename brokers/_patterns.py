@@ -97,7 +97,8 @@ class RequestReplyPattern:
         consumer: str | None = None,
     ) -> None:
         """Serve requests on ``topic`` until cancelled. A handler that raises nacks the
-        request (retried, then dead-lettered); a request without ``reply_to`` is just
+        request (retried, then dead-lettered); a request whose ttl (the requester's
+        timeout) passed while it was handled, or without ``reply_to``, is just
         acknowledged."""
         async for request in self.broker.consume(topic, consumer_group, consumer=consumer):
             try:
@@ -105,7 +106,9 @@ class RequestReplyPattern:
             except Exception as exc:
                 await self.broker.nack(request, _reason(exc))
                 continue
-            if request.reply_to:
+            # A request past its ttl has a requester that gave up (and may have deleted
+            # its reply topic): an answer now would only create that topic again.
+            if request.reply_to and not request.is_expired(self.broker._clock()):
                 await self.broker.publish(
                     request.reply_to,
                     reply,

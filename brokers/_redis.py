@@ -393,6 +393,8 @@ class RedisStreamsBroker(Broker):
         now = self._clock()
         if now - self._trimmed_at.get(topic, 0.0) < min(60.0, ttl / 2):
             return None
+        if len(self._trimmed_at) >= _TRIM_MEMORY:  # bounded: a forgotten topic is
+            self._trimmed_at.clear()  # just trimmed again on its next publish
         self._trimmed_at[topic] = now
         return max(0, int((now - ttl) * 1000))
 
@@ -504,6 +506,10 @@ class RedisStreamsBroker(Broker):
             return total
 
         return await self._io(lag)
+
+
+_TRIM_MEMORY = 10_000
+"""Topics whose last age trim this process remembers (request-reply topics come and go)."""
 
 
 def _redacted(url: str | None) -> str | None:

@@ -70,3 +70,32 @@ async def test_request_replies_and_saga_patterns_leave_redis_as_they_found_it(
         server.cancel()
         await broker.disconnect()
         await raw.aclose()
+
+
+@pytest.mark.redis
+async def test_an_answer_after_the_requester_gave_up_creates_nothing(redis_url: str) -> None:
+    broker = RedisStreamsBroker(redis_url=redis_url, consumer_options=FAST_CONSUMER)
+    raw = aioredis.Redis.from_url(redis_url)
+    await broker.connect()
+    release = asyncio.Event()
+
+    async def slow(request: Message) -> dict[str, Any]:
+        await release.wait()
+        return {"late": True}
+
+    server = asyncio.create_task(RequestReplyPattern(broker).handle_requests("tidy.slow", slow))
+    try:
+        pattern = RequestReplyPattern(broker)
+        assert await pattern.send_request("tidy.slow", {"n": 1}, timeout=0.5) is None
+        await pattern.close()
+        assert not await raw.exists(pattern.reply_topic)
+        release.set()
+        async with asyncio.timeout(20):  # the late request is finished and acknowledged
+            while await broker.get_consumer_lag("tidy.slow", "request_handlers"):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert not await raw.exists(pattern.reply_topic)  # no reply recreated it
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+        await broker.disconnect()
+        await raw.aclose()
