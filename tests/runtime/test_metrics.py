@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,6 +25,7 @@ from orchestrator.telemetry.metrics import Metrics
 from orchestrator.telemetry.server import MetricsServer
 from tests.runtime.conftest import FAST
 from tests.runtime.flows import WORKFLOWS
+from tests.runtime.processes import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -194,19 +193,7 @@ async def test_the_server_answers_only_get_metrics() -> None:
 def run_engine(config: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
     """``orchestrator run --config config``, once it said it runs: the process (stdout
     and stderr on one pipe) and its start line."""
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(config)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "400"},
-    )
-    assert engine.stdout is not None
-    for line in engine.stdout:
-        if "engine running" in line:
-            return engine, line
-    raise AssertionError(f"the engine ended before it ran: {engine.wait()}")
+    return serving(["run", "--config", str(config)], cwd, "engine running")
 
 
 @pytest.fixture

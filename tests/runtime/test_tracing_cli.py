@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tests.runtime.processes import serving
 from tests.runtime.test_metrics import ORDER, ROOT
 from tests.servers import RedisServer
 
@@ -105,20 +106,9 @@ def orchestrator(*args: str, cwd: Path) -> list[str]:
 
 
 def start_role(config: Path, role: str, cwd: Path, started: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        orchestrator("run", "--config", str(config), "--role", role, cwd=cwd),
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "400"},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if started in line:
-            assert "spans to http://127.0.0.1:" in line, line
-            return process
-    raise AssertionError(f"{role} ended before it ran: {process.wait()}")
+    process, line = serving(["run", "--config", str(config), "--role", role], cwd, started)
+    assert "spans to http://127.0.0.1:" in line, line
+    return process
 
 
 @pytest.mark.redis

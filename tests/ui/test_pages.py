@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import re
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from orchestrator.runtime.engine import Engine
 from orchestrator.runtime.settings import UiSettings
 from tests.runtime.conftest import FAST
 from tests.runtime.flows import WORKFLOWS
+from tests.runtime.processes import serving
 from tests.runtime.test_metrics import ORDER, ROOT
 
 FLOWS = {wf.name: wf for wf in WORKFLOWS}
@@ -160,22 +160,6 @@ async def test_the_list_follows_new_sagas(
 # -- as a user runs it ----------------------------------------------------------------
 
 
-def _started(args: list[str], cwd: Path, marker: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "400"},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if marker in line:
-            return process, line
-    raise AssertionError(f"{args} ended before it served: {process.wait()}")
-
-
 def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -196,7 +180,7 @@ async def test_orchestrator_run_serves_the_dashboard_and_ui_serves_a_store_alone
         f"store: {store}\nworkflows: {ROOT / 'workflows'}\nmetrics_enabled: false\n"
         "ui:\n  port: 0\n  live_interval: 0.2\nengine:\n  intake_poll_interval: 0.05\n"
     )
-    engine, line = _started(["run", "--config", str(config)], tmp_path, "engine running")
+    engine, line = serving(["run", "--config", str(config)], tmp_path, "engine running")
     try:
         url = re.search(r"dashboard at (http://127\.0\.0\.1:\d+/)", line)
         assert url is not None, line
@@ -220,7 +204,7 @@ async def test_orchestrator_run_serves_the_dashboard_and_ui_serves_a_store_alone
         _stop(engine)
     # the same store, read-only, from `orchestrator ui`
     before = _names(tmp_path)
-    ui, line = _started(["ui", "--config", str(config), "--port", "0"], tmp_path, "dashboard at")
+    ui, line = serving(["ui", "--config", str(config), "--port", "0"], tmp_path, "dashboard at")
     try:
         url = re.search(r"dashboard at (http://127\.0\.0\.1:\d+/)", line)
         assert url is not None and "read-only" in line, line
