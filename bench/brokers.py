@@ -13,7 +13,10 @@ beside raw redis-py issuing the same commands in the same run:
 2. publish_batch of 100          (broker.publish_batch vs pipelined XADD x100)
 3. consume + acknowledge         (consume/acknowledge vs XREADGROUP COUNT 100 + XACK each)
 4. publish→receive latency p50/p95/p99 at a steady 1,000 msg/s (broker vs raw XADD +
-   blocking XREADGROUP), plus the in-memory broker's figures for reference.
+   blocking XREADGROUP), plus the in-memory broker's figures for reference;
+5. what priority lanes cost: consume + acknowledge with ``priority_levels=1`` (one
+   stream, priority off) beside the default 3 levels, all at priority 0 and spread
+   over the three lanes.
 """
 
 from __future__ import annotations
@@ -174,6 +177,27 @@ async def raw_latency(client: aioredis.Redis, url: str, seconds: float) -> tuple
     return percentiles(samples)
 
 
+async def priority_cost(url: str, options: ConsumerOptions, n: int) -> None:
+    """Consume + acknowledge of ``n`` messages: one lane beside three."""
+    figures: dict[str, float] = {}
+    for name, levels, spread in (
+        ("priority_levels=1", 1, False),
+        ("priority_levels=3, all at 0", 3, False),
+        ("priority_levels=3, spread 0/1/2", 3, True),
+    ):
+        broker = RedisStreamsBroker(redis_url=url, consumer_options=options, priority_levels=levels)
+        await broker.connect()
+        topic = f"prio.{levels}.{spread}"
+        for i in range(n // 100):
+            await broker.publish_batch(topic, [PAYLOAD] * 100, priority=i % 3 if spread else 0)
+        figures[name] = await broker_consume_topic(broker, topic, n // 100 * 100)
+        await broker.disconnect()
+    base = figures["priority_levels=1"]
+    print("\npriority lanes, consume + acknowledge (msg/s)")
+    for name, value in figures.items():
+        print(f"  {name:32} {value:12,.0f} {value / base:7.2f}")
+
+
 async def main(n: int, seconds: float) -> None:
     server = RedisServer()
     server.start()
@@ -192,6 +216,7 @@ async def main(n: int, seconds: float) -> None:
         print(f"{'measure':34} {'raw redis-py':>14} {'brokers':>14} {'ratio':>7}")
         for name, raw, ours in rows:
             print(f"{name:34} {raw:14,.0f} {ours:14,.0f} {ours / raw:7.2f}")
+        await priority_cost(server.url, fast, n)
         raw_p = await raw_latency(client, server.url, seconds)
         ours_p = await broker_latency(broker, "b.lat", seconds)
         memory = InMemoryBroker(consumer_options=fast)

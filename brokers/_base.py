@@ -61,6 +61,8 @@ logger = logging.getLogger("brokers")
 
 DAY = 86_400.0
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+DEFAULT_PRIORITY_LEVELS = 3
+MAX_PRIORITY_LEVELS = 10
 HeadersArg = Headers | Mapping[str, Any] | None
 
 
@@ -78,6 +80,7 @@ class Broker(BrokerStorage):
         message_ttl_days: float | None = 7,
         dlq_ttl_days: float = 30,
         max_stream_length: int = 100_000,
+        priority_levels: int = DEFAULT_PRIORITY_LEVELS,
         max_retries: int | None = None,
         retry: RedeliveryPolicy | None = None,
         consumer_options: ConsumerOptions | None = None,
@@ -92,6 +95,15 @@ class Broker(BrokerStorage):
             raise ValueError(f"max_message_bytes must be > 0, got {max_message_bytes}")
         if max_stream_length <= 0:
             raise ValueError(f"max_stream_length must be > 0, got {max_stream_length}")
+        if type(priority_levels) is not int or not 1 <= priority_levels <= MAX_PRIORITY_LEVELS:
+            raise ValueError(
+                f"priority_levels must be an int from 1 to {MAX_PRIORITY_LEVELS}, "
+                f"got {priority_levels!r}"
+            )
+        self.priority_levels = priority_levels
+        """Delivery lanes of every topic: a message's priority, clamped to
+        ``0 … priority_levels - 1``, is its lane, and a consumer takes waiting messages
+        from the highest lane first. Every process using a topic must agree on it."""
         self.retry_policy = policy
         self.consumer_options = consumer_options or ConsumerOptions()
         self.circuit_policy = circuit or CircuitBreakerPolicy()
@@ -151,6 +163,11 @@ class Broker(BrokerStorage):
         tb: TracebackType | None,
     ) -> None:
         await self.disconnect()
+
+    def priority_lane(self, priority: int) -> int:
+        """The lane a message of ``priority`` is stored in: ``priority`` clamped to
+        ``0 … priority_levels - 1`` (0, the default, is the topic itself)."""
+        return min(max(priority, 0), self.priority_levels - 1)
 
     def _new_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_seq):08x}"
@@ -220,7 +237,7 @@ class Broker(BrokerStorage):
         message, data = self.build_message(
             topic, payload, headers=headers, ttl=ttl, priority=priority, message_id=message_id
         )
-        await self._append(topic, (data,))
+        await self._append(topic, (data,), self.priority_lane(priority))
         self.metrics.on_publish()
         return message.id
 
@@ -244,7 +261,7 @@ class Broker(BrokerStorage):
             ids.append(message.id)
             datas.append(data)
         if datas:
-            await self._append(topic, datas)
+            await self._append(topic, datas, self.priority_lane(priority))
             self.metrics.on_publish(len(datas))
         return ids
 

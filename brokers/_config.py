@@ -36,7 +36,12 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from brokers._base import DEFAULT_MAX_MESSAGE_BYTES, Broker
+from brokers._base import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_PRIORITY_LEVELS,
+    MAX_PRIORITY_LEVELS,
+    Broker,
+)
 from brokers._circuit import CircuitBreakerPolicy
 from brokers._errors import ConfigError
 from brokers._options import ConsumerOptions
@@ -178,6 +183,9 @@ class MessagingConfig(BaseSettings):
     redis: RedisConfig = RedisConfig()
     kafka: KafkaConfig = KafkaConfig()
     consumer: ConsumerConfig = ConsumerConfig()
+    priority_levels: Annotated[int, Field(ge=1, le=MAX_PRIORITY_LEVELS)] = DEFAULT_PRIORITY_LEVELS
+    """Priority lanes of every topic (:attr:`Broker.priority_levels`); every process using
+    a topic must use the same number."""
     metrics_enabled: bool = True
     circuit_breaker_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -230,6 +238,7 @@ class MessagingConfig(BaseSettings):
         overrides = {
             "consumer_options": self.consumer.options(),
             "circuit": CircuitBreakerPolicy(enabled=self.circuit_breaker_enabled),
+            "priority_levels": self.priority_levels,
             **overrides,
         }
         if self.broker_type == "redis":

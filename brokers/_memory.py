@@ -1,8 +1,9 @@
 """The embedded default broker: one process, the same semantics as the Redis one.
 
-Per topic an append-only log (a list with a moving base offset, trimmed in chunks);
-per group a cursor, an ordered pending table (delivery order = visibility-deadline
-order, so reclaiming looks only at its head) and a ready queue for due retries.
+Per topic an append-only log per priority lane (a list with a moving base offset,
+trimmed in chunks); per group a cursor per lane, an ordered pending table (delivery
+order = visibility-deadline order, so reclaiming looks only at its head) and a ready
+queue for due retries. New entries are taken from the highest lane that has some.
 Every operation is O(1) per message; waiting consumers sleep on futures that a
 publish, a due retry or their own deadline wakes: nothing polls. Partition leases
 (membership, :mod:`brokers._leases`) are dicts on the broker's clock.
@@ -33,22 +34,36 @@ class _Pending:
 
 
 class _Group:
-    __slots__ = ("cursor", "next_token", "pending", "ready", "scheduled")
+    __slots__ = ("cursors", "next_token", "pending", "ready", "scheduled")
 
-    def __init__(self, cursor: int) -> None:
-        self.cursor = cursor
+    def __init__(self, cursors: list[int]) -> None:
+        self.cursors = cursors
+        """Per lane: the absolute sequence number of the next entry to deliver."""
         self.pending: OrderedDict[str, _Pending] = OrderedDict()
         self.ready: deque[bytes] = deque()
         self.scheduled = 0
         self.next_token = 0
 
 
-class _Topic:
-    __slots__ = ("base", "discarded", "dlq", "dlq_seq", "groups", "log", "waiters")
+class _Lane:
+    """One priority lane's log: entries ``base …`` (absolute sequence numbers)."""
+
+    __slots__ = ("base", "log")
 
     def __init__(self) -> None:
         self.log: list[bytes | None] = []
         self.base = 0  # absolute sequence number of log[0]
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.log)
+
+
+class _Topic:
+    __slots__ = ("discarded", "dlq", "dlq_seq", "groups", "lanes", "waiters")
+
+    def __init__(self, levels: int) -> None:
+        self.lanes = [_Lane() for _ in range(levels)]
         self.groups: dict[str, _Group] = {}
         self.waiters: list[asyncio.Future[None]] = []
         self.dlq: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -132,14 +147,14 @@ class InMemoryBroker(Broker):
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
         if topic is None:
-            topic = self._topics[name] = _Topic()
+            topic = self._topics[name] = _Topic(self.priority_levels)
         return topic
 
     def _group(self, topic: _Topic, name: str) -> _Group:
         group = topic.groups.get(name)
         if group is None:
             # Like XGROUP CREATE … 0: a new group sees everything still retained.
-            group = topic.groups[name] = _Group(topic.base)
+            group = topic.groups[name] = _Group([lane.base for lane in topic.lanes])
         return group
 
     async def _delete(self, topic: str) -> None:
@@ -148,7 +163,7 @@ class InMemoryBroker(Broker):
             return
         state.wake()
         if state.dlq or state.discarded:  # dead letters stay until their TTL
-            kept = self._topics[topic] = _Topic()
+            kept = self._topics[topic] = _Topic(self.priority_levels)
             kept.dlq, kept.dlq_seq, kept.discarded = state.dlq, state.dlq_seq, state.discarded
         else:
             del self._topics[topic]
@@ -170,16 +185,17 @@ class InMemoryBroker(Broker):
     async def _ping(self) -> None:
         return None
 
-    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int) -> None:
         state = self._topic(topic)
-        state.log.extend(datas)
-        excess = len(state.log) - self.max_stream_length
+        entries = state.lanes[lane]
+        entries.log.extend(datas)
+        excess = len(entries.log) - self.max_stream_length
         # Trim in chunks (like MAXLEN ~) so the cost stays O(1) amortised.
         if excess > max(1024, self.max_stream_length // 4):
-            del state.log[:excess]
-            state.base += excess
+            del entries.log[:excess]
+            entries.base += excess
             for group in state.groups.values():
-                group.cursor = max(group.cursor, state.base)
+                group.cursors[lane] = max(group.cursors[lane], entries.base)
         if state.waiters:
             state.wake()
 
@@ -221,23 +237,29 @@ class InMemoryBroker(Broker):
             entry.consumer = consumer
             entry.deadline = deadline
             out.append((Delivery(group, consumer, _MAIN, token), entry.data))
-        # 2. Due retries and reprocessed dead letters, then 3. new entries.
+        # 2. Due retries and reprocessed dead letters, then 3. new entries, highest
+        # priority lane first.
         ready = grp.ready
-        log = state.log
-        end = state.base + len(log)
-        while len(out) < count:
-            if ready:
-                data: bytes | None = ready.popleft()
-            elif grp.cursor < end:
-                data = log[grp.cursor - state.base]
-                grp.cursor += 1
-            else:
-                break
-            token = str(grp.next_token)
-            grp.next_token += 1
-            pending[token] = _Pending(data, consumer, deadline)
-            out.append((Delivery(group, consumer, _MAIN, token), data))
+        while ready and len(out) < count:
+            out.append(self._hand_out(grp, group, consumer, deadline, ready.popleft()))
+        cursors = grp.cursors
+        for lane in range(len(state.lanes) - 1, -1, -1):
+            entries = state.lanes[lane]
+            end = entries.end
+            while len(out) < count and cursors[lane] < end:
+                data = entries.log[cursors[lane] - entries.base]
+                cursors[lane] += 1
+                out.append(self._hand_out(grp, group, consumer, deadline, data))
         return out
+
+    @staticmethod
+    def _hand_out(
+        grp: _Group, group: str, consumer: str, deadline: float, data: bytes | None
+    ) -> tuple[Delivery, bytes | None]:
+        token = str(grp.next_token)
+        grp.next_token += 1
+        grp.pending[token] = _Pending(data, consumer, deadline)
+        return Delivery(group, consumer, _MAIN, token), data
 
     def _pending_group(self, topic: str, delivery: Delivery) -> _Group:
         return self._group(self._topic(topic), delivery.group)
@@ -326,6 +348,6 @@ class InMemoryBroker(Broker):
         state = self._topic(topic)
         grp = state.groups.get(group)
         if grp is None:
-            return len(state.log)
-        undelivered = state.base + len(state.log) - grp.cursor
+            return sum(len(lane.log) for lane in state.lanes)
+        undelivered = sum(lane.end - at for lane, at in zip(state.lanes, grp.cursors, strict=True))
         return undelivered + len(grp.pending) + len(grp.ready) + grp.scheduled

@@ -42,9 +42,11 @@ class _NoGroupError(BrokerError):
 class _Cursor:
     """What one (topic, group) pair knows locally about when to promote and reclaim."""
 
-    __slots__ = ("next_claim", "next_promote", "next_sweep")
+    __slots__ = ("lanes", "next_claim", "next_promote", "next_sweep")
 
     def __init__(self) -> None:
+        self.lanes: list[str] = []
+        """The topic's priority lane streams this group reads, highest first."""
         self.next_promote = 0.0
         self.next_claim = 0.0
         self.next_sweep = 0.0
@@ -89,6 +91,7 @@ class RedisStreamsBroker(Broker):
         # A blocking XREADGROUP waits up to block_time; anything longer is a dead server.
         self._op_timeout = self.consumer_options.block_time + 10.0
         self._client: aioredis.Redis | None = None
+        self._fetch_script: Any = None
         self._circuit = CircuitBreaker(f"redis {self._where}", self.circuit_policy)
         self._trimmed_at: dict[str, float] = {}
         """Topic → when its stream was last trimmed by age (this process's clock)."""
@@ -136,6 +139,7 @@ class RedisStreamsBroker(Broker):
             pool = aioredis.BlockingConnectionPool(**self._conn_kwargs)
         client = aioredis.Redis(connection_pool=pool)
         self._client = client
+        self._fetch_script = client.register_script(layout.FETCH)
         try:
             await self._io(client.ping)
         except BaseException:
@@ -181,17 +185,18 @@ class RedisStreamsBroker(Broker):
 
     # -- primitives ----------------------------------------------------------------
 
-    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int) -> None:
         redis = self._redis
         maxlen = self.max_stream_length
-        min_id = self._due_trim(topic)
+        key = layout.lane_key(topic, lane)
+        min_id = self._due_trim(key)
         if min_id is not None:  # now and then: entries older than the message TTL go
 
             async def trimmed() -> None:
                 pipe = redis.pipeline(transaction=False)
                 for data in datas:
-                    pipe.xadd(topic, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
-                pipe.xtrim(topic, minid=min_id, approximate=False)
+                    pipe.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                pipe.xtrim(key, minid=min_id, approximate=False)
                 await pipe.execute()
 
             await self._io(trimmed)
@@ -199,14 +204,14 @@ class RedisStreamsBroker(Broker):
         if len(datas) == 1:
             data = datas[0]
             await self._io(
-                lambda: redis.xadd(topic, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                lambda: redis.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
             )
             return
 
         async def batch() -> None:
             pipe = redis.pipeline(transaction=False)
             for data in datas:
-                pipe.xadd(topic, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                pipe.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
             await pipe.execute()
 
         await self._io(batch)
@@ -232,32 +237,23 @@ class RedisStreamsBroker(Broker):
         if now >= cursor.next_sweep:
             idle = self.consumer_options.idle_consumer_ttl
             cursor.next_sweep = now + min(60.0, idle / 2)
-            await self._io(lambda: self._sweep((topic, retry_key), group, consumer, idle))
+            held = (retry_key, *cursor.lanes, topic)
+            await self._io(lambda: self._sweep(held, group, consumer, idle))
         if now >= cursor.next_claim:
             cursor.next_claim = now + self.consumer_options.effective_claim_interval
-            out = await self._io(lambda: self._reclaim(topic, retry_key, group, consumer, count))
+            held = (retry_key, *cursor.lanes, topic)
+            out = await self._io(lambda: self._reclaim(held, group, consumer, count))
             if out:
                 return out
-        until_promote = cursor.next_promote - self._clock()
-        promote = until_promote <= 0
-        block = (
-            self.consumer_options.block_time
-            if promote
-            else min(self.consumer_options.block_time, until_promote)
-        )
-        block_ms = max(1, int(block * 1000))
         redis = self._redis
+        keys = [retry_key, *self._lane_keys(topic), topic]
+        args = (group, consumer, count)
+        if cursor.next_promote - self._clock() > 0:  # the common case: one script call
+            reply = await self._io(lambda: self._fetch_script(keys=keys, args=args))
+        else:
 
-        streams: dict[Any, Any] = {retry_key: ">", topic: ">"}
-
-        async def read() -> list[Any]:
-            if not promote:  # the common case: one plain command, no pipeline
-                reply = await redis.xreadgroup(
-                    group, consumer, streams, count=count, block=block_ms
-                )
-                return [reply]
-            pipe = redis.pipeline(transaction=False)
-            if promote:
+            async def promote_and_read() -> Any:
+                pipe = redis.pipeline(transaction=False)
                 pipe.eval(
                     layout.PROMOTE,
                     2,
@@ -267,18 +263,38 @@ class RedisStreamsBroker(Broker):
                     count,
                     self.max_stream_length,
                 )
-            pipe.xreadgroup(group, consumer, streams, count=count, block=block_ms)
-            return await pipe.execute()
+                pipe.eval(layout.FETCH, len(keys), *keys, *args)
+                (_, head), fetched = await pipe.execute()
+                block = self.consumer_options.block_time
+                upcoming = float(head) if head else self._clock() + block
+                cursor.next_promote = min(upcoming, self._clock() + block)
+                return fetched
 
-        replies = await self._io(read)
-        if promote:
-            _, head = replies[0]
-            block = self.consumer_options.block_time
-            upcoming = float(head) if head else self._clock() + block
-            cursor.next_promote = min(upcoming, self._clock() + block)
-        for key, entries in layout.stream_items(replies[-1]):
-            source = key.decode() if isinstance(key, bytes) else str(key)
-            for entry_id, fields in entries:
+            reply = await self._io(promote_and_read)
+        lanes, read = reply
+        if lanes:
+            seen = {*cursor.lanes, *(layout.text(key) for key in lanes)}
+            cursor.lanes = [key for key in keys if key in seen]
+        for key, entries in layout.script_entries(read):
+            source = layout.text(key)
+            for entry_id, data in entries:
+                out.append((Delivery(group, consumer, source, layout.text(entry_id)), data))
+        if out:
+            return out
+        # Nothing waiting: block on every stream until something comes (a lane made
+        # after the script looked is read from the next fetch on).
+        until_promote = cursor.next_promote - self._clock()
+        block = max(0.001, min(self.consumer_options.block_time, until_promote))
+        order = [retry_key, *cursor.lanes, topic]
+        streams: dict[Any, Any] = dict.fromkeys(order, ">")
+        replies = await self._io(
+            lambda: redis.xreadgroup(
+                group, consumer, streams, count=count, block=max(1, int(block * 1000))
+            )
+        )
+        found = {layout.text(key): entries for key, entries in layout.stream_items(replies)}
+        for source in order:
+            for entry_id, fields in found.get(source, ()):
                 out.append(
                     (
                         Delivery(group, consumer, source, layout.text(entry_id)),
@@ -287,12 +303,16 @@ class RedisStreamsBroker(Broker):
                 )
         return out
 
+    def _lane_keys(self, topic: str) -> list[str]:
+        """The streams of ``topic``'s priority lanes above 0, highest first."""
+        return [layout.lane_key(topic, lane) for lane in range(self.priority_levels - 1, 0, -1)]
+
     async def _reclaim(
-        self, topic: str, retry_key: str, group: str, consumer: str, count: int
+        self, keys: Sequence[str], group: str, consumer: str, count: int
     ) -> list[tuple[Delivery, bytes | None]]:
         idle_ms = int(self.consumer_options.visibility_timeout * 1000)
         out: list[tuple[Delivery, bytes | None]] = []
-        for key in (retry_key, topic):
+        for key in keys:
             reply = await self._redis.xautoclaim(
                 key, group, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
             )
@@ -372,7 +392,7 @@ class RedisStreamsBroker(Broker):
         pattern = _glob_escape(topic)
 
         async def delete() -> None:
-            keys = [topic]
+            keys = [topic, *self._lane_keys(topic)]
             for kind in ("retry", "delayed"):
                 async for key in redis.scan_iter(match=f"{pattern}:{kind}:*", count=500):
                     keys.append(layout.text(key))
@@ -382,7 +402,8 @@ class RedisStreamsBroker(Broker):
         self._groups = {pair for pair in self._groups if pair[0] != topic}
         for key in [key for key in self._cursors if key[0] == topic]:
             del self._cursors[key]
-        self._trimmed_at.pop(topic, None)
+        for stream in (topic, *self._lane_keys(topic)):
+            self._trimmed_at.pop(stream, None)
 
     def _due_trim(self, topic: str) -> int | None:
         """The stream id before which ``topic``'s entries are older than the message
@@ -478,25 +499,29 @@ class RedisStreamsBroker(Broker):
 
     async def _lag(self, topic: str, group: str) -> int:
         redis = self._redis
+        streams = [topic, *self._lane_keys(topic)]
         retry_key = layout.retry_key(topic, group)
 
         async def lag() -> int:
             # One MULTI so a retry moving between the sorted set and the retry stream
             # is never missed by a drain check.
             pipe = redis.pipeline(transaction=True)
-            pipe.xinfo_groups(topic)
-            pipe.xinfo_groups(retry_key)
             pipe.zcard(layout.delayed_key(topic, group))
-            pipe.xlen(topic)
-            main, retry, delayed, length = await pipe.execute(raise_on_error=False)
+            for key in (*streams, retry_key):
+                pipe.xinfo_groups(key)
+            for key in streams:
+                pipe.xlen(key)
+            delayed, *rest = await pipe.execute(raise_on_error=False)
+            infos, lengths = rest[: len(streams) + 1], rest[len(streams) + 1 :]
             total = int(delayed) if isinstance(delayed, int) else 0
-            for key, groups in ((topic, main), (retry_key, retry)):
+            keys = (*streams, retry_key)
+            for key, groups, length in zip(keys, infos, [*lengths, 0], strict=True):
                 if isinstance(groups, Exception):
                     continue  # no such stream yet
                 info = next((g for g in groups if layout.text(g.get("name")) == group), None)
                 if info is None:
-                    if key == topic and isinstance(length, int):
-                        total += length  # group never read: all of it is ahead
+                    if isinstance(length, int):
+                        total += length  # group never read it: all of it is ahead
                     continue
                 behind = info.get("lag")
                 if behind is None:  # unknown after trims/deletes: count what is left

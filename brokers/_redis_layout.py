@@ -4,6 +4,9 @@ reads them back.
 Keys, for topic ``t`` and group ``g``:
 
 * ``t`` — the stream (XADD … MAXLEN ~ max_stream_length), read with XREADGROUP;
+* ``t:priority:<n>`` — priority lane ``n`` (1 … priority_levels - 1) of the topic, a
+  stream like ``t`` (which is lane 0), made by the first message of that priority;
+  :data:`FETCH` reads the lanes highest first;
 * ``t:retry:g`` — the group's own stream of due retries and reprocessed dead letters,
   so one group's retry never reaches another group;
 * ``t:delayed:g`` — a sorted set of retries scored by due time; :data:`PROMOTE` moves
@@ -30,6 +33,37 @@ import re
 from typing import Any
 
 FIELD = b"m"
+
+FETCH = """
+local group, consumer, left = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lanes, out = {}, {}
+local function read(key)
+  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left,
+    'STREAMS', key, '>')
+  if reply then
+    left = left - #reply[1][2]
+    out[#out + 1] = reply[1]
+  end
+end
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  if i == 1 or i == #KEYS then
+    if left > 0 then read(key) end
+  elseif left > 0 and redis.call('EXISTS', key) == 1 then
+    if not pcall(read, key) then
+      redis.call('XGROUP', 'CREATE', key, group, '0')
+      read(key)
+    end
+    lanes[#lanes + 1] = key
+  end
+end
+return {lanes, out}
+"""
+"""Lua: read up to ARGV[3] new entries for consumer ARGV[2] of group ARGV[1] from KEYS
+in order (the group's retry stream, the priority lanes highest first, the topic's
+stream), each only for what is left of the count. A lane that exists gets the group
+(from 0) on its first read. Returns the lanes it read (so the group has them) and
+``[key, entries]`` per stream that had entries, as XREADGROUP does."""
 
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -130,6 +164,11 @@ def is_entry_id(value: str) -> bool:
     return _ENTRY_ID.fullmatch(value) is not None
 
 
+def lane_key(topic: str, lane: int) -> str:
+    """The stream of priority lane ``lane`` of ``topic`` (lane 0 is the topic's own)."""
+    return topic if lane == 0 else f"{topic}:priority:{lane}"
+
+
 def retry_key(topic: str, group: str) -> str:
     return f"{topic}:retry:{group}"
 
@@ -165,6 +204,22 @@ def entry_data(fields: Any) -> bytes | None:
         return None
     value = fields.get(FIELD)
     return value if isinstance(value, bytes) else None
+
+
+def script_entries(reply: Any) -> list[tuple[Any, list[tuple[Any, bytes | None]]]]:
+    """``(stream key, [(entry id, encoded message), …])`` per stream of a script's
+    XREADGROUP replies (entry fields come as a flat list there)."""
+    out = []
+    for key, entries in reply or ():
+        rows = []
+        for entry_id, fields in entries:
+            pairs = fields or ()
+            data = next(
+                (pairs[i + 1] for i in range(0, len(pairs) - 1, 2) if pairs[i] == FIELD), None
+            )
+            rows.append((entry_id, data if isinstance(data, bytes) else None))
+        out.append((key, rows))
+    return out
 
 
 def stream_items(reply: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:

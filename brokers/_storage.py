@@ -30,15 +30,17 @@ class BrokerStorage(ABC):
     async def _ping(self) -> None: ...
 
     @abstractmethod
-    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
-        """Store encoded messages at the end of the topic, in order."""
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int) -> None:
+        """Store encoded messages at the end of the topic's priority ``lane``
+        (``0 … priority_levels - 1``), in order."""
 
     @abstractmethod
     async def _fetch(
         self, topic: str, group: str, consumer: str, count: int
     ) -> Sequence[tuple[Delivery, bytes | None]]:
-        """Up to ``count`` entries for the group (reclaimed, due retries, then new),
-        waiting at most the block time; an empty result is fine."""
+        """Up to ``count`` entries for the group (reclaimed, due retries, then new ones
+        from the highest priority lane that has some, down to lane 0), waiting at most
+        the block time; an empty result is fine."""
 
     @abstractmethod
     async def _ack(self, topic: str, delivery: Delivery) -> None: ...

@@ -12,9 +12,11 @@ The group's leader runs :func:`assign_sticky` (assignor ``sagaflow-sticky-inflig
   acknowledgement stays valid. What a member has to give up beyond its share is
   delivered again by its new holder (at-least-once). The other partitions go, in order,
   to the members below their share.
-* **Retries beside their messages.** Partition ``p`` of a retry topic ``t.retry.g``
-  goes to the member holding partition ``p`` of ``t`` (a claim on either counts for
-  both), so the loop that holds a key's partition also receives the key's retries.
+* **Retries and priority lanes beside their messages.** Partition ``p`` of a retry
+  topic ``t.retry.g`` or of a priority lane ``t.priority.n`` goes to the member holding
+  partition ``p`` of ``t`` (a claim on either counts for both), so the loop that holds
+  a key's partition also receives the key's retries and its messages of every
+  priority.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberMetadata,
 )
 
-RETRY_INFIX = ".retry."
-"""A retry topic is named ``<main>.retry.<group>`` (:mod:`brokers.kafka.topics`)."""
+COMPANION_INFIXES = (".retry.", ".priority.")
+"""A retry topic is named ``<main>.retry.<group>``, a priority lane ``<main>.priority.<n>``
+(:mod:`brokers.kafka.topics`)."""
 
 
 class StickyInFlightAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
@@ -76,8 +79,13 @@ def _claims(user_data: bytes | None) -> list[TopicPartition]:
 
 
 def main_of(topic: str, topics: Iterable[str]) -> str | None:
-    """The topic among ``topics`` that ``topic`` is the retry topic of, if any."""
-    found = [m for m in topics if m != topic and topic.startswith(m + RETRY_INFIX)]
+    """The topic among ``topics`` that ``topic`` is the retry topic or a priority lane
+    of, if any."""
+    found = [
+        m
+        for m in topics
+        if m != topic and any(topic.startswith(m + infix) for infix in COMPANION_INFIXES)
+    ]
     return max(found, key=len) if found else None
 
 

@@ -8,6 +8,9 @@ Topics, for topic ``t`` and group ``g`` (all behind the optional ``topic_prefix`
   and stay in order; others are spread round-robin. Each record carries its publish
   sequence (header ``s``), so a consumer holding several partitions hands messages out
   in publish order (:mod:`brokers.kafka.records`).
+* ``t.priority.n`` — priority lane ``n`` (1 … ``priority_levels - 1``) of ``t``, keyed
+  and partitioned like ``t`` (which is lane 0); a consume loop reads every lane and
+  hands out the highest lane's records first (:mod:`brokers.kafka.buffer`).
 * ``t.retry.g`` — the group's retries and reprocessed dead letters (header ``d`` is the
   unix time a retry falls due); only group ``g`` reads it.
 * ``t.dlq`` — dead letters, one partition, keyed by dead-letter id; reprocessing writes a
@@ -211,8 +214,12 @@ class KafkaBroker(Broker):
 
         await self._io(send)
 
-    async def _append(self, topic: str, datas: Sequence[bytes]) -> None:
-        await self._send(self._topics.main(topic), datas, None)
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int) -> None:
+        await self._send(self._topics.lane(topic, lane), datas, None)
+
+    def _lanes(self, topic: str) -> dict[str, int]:
+        """The Kafka topics of ``topic``'s priority lanes above 0, and their lanes."""
+        return {self._topics.lane(topic, n): n for n in range(1, self.priority_levels)}
 
     # -- consuming -------------------------------------------------------------------
 
@@ -244,6 +251,7 @@ class KafkaBroker(Broker):
             visibility_timeout=self.consumer_options.visibility_timeout,
             group_name=group,
             fetch_committed=lambda tps: self._committed_offsets(gid, tps),
+            lanes=self._lanes(topic),
         )
         member.gained = self._late_acks.taken
         self._members[token] = member
@@ -272,8 +280,10 @@ class KafkaBroker(Broker):
     ) -> Sequence[tuple[Delivery, bytes | None]]:
         member = self._members[consumer]
         if member.consumer is None:
-            await self._ensure_topics(member.main, member.retry)
+            await self._ensure_topics(member.main, *member.lanes, member.retry)
             await member.start({**self._settings.common, **self._settings.consumer}, self._io)
+        elif member.lanes and member.buffer.queued:
+            await self._io(member.poll_lanes)
         out = member.take(count)
         if out:
             return out
@@ -393,7 +403,8 @@ class KafkaBroker(Broker):
         assert admin is not None
         main = self._topics.main(topic)
         names = await self._io(admin.list_topics)
-        doomed = [n for n in names if n == main or n.startswith(f"{main}.retry.")]
+        companions = (f"{main}.retry.", f"{main}.priority.")
+        doomed = [n for n in names if n == main or n.startswith(companions)]
         if doomed:
             await self._io(lambda: admin.delete_topics(doomed))
         self._topics.deleted(*doomed)
@@ -426,9 +437,9 @@ class KafkaBroker(Broker):
                     await member.closed.wait()
                 else:
                     await member.commit()
-        main, retry = self._topics.main(topic), self._topics.retry(topic, group)
-        await self._ensure_topics(main, retry)
-        tps = self._topics.partitions_of(main) + self._topics.partitions_of(retry)
+        names = [self._topics.main(topic), *self._lanes(topic), self._topics.retry(topic, group)]
+        await self._ensure_topics(*names)
+        tps = [tp for name in names for tp in self._topics.partitions_of(name)]
         util = self._util
         assert util is not None
         end = await self._io(lambda: util.end_offsets(tps))

@@ -1,14 +1,15 @@
 """The records one consume loop has fetched: those waiting to be handed out, and those
 handed out and not acknowledged yet (pure; no I/O).
 
-Fetched records are handed out in publish order across partitions (the head with the
-lowest publish sequence first; one partition's order is never changed), retries only
-once they are due. A record handed out and neither acknowledged nor kept alive
-(:meth:`Buffer.touch`) within ``visibility_timeout`` is handed out again, like Redis
-hands a message idle that long to another consumer: on Kafka only the loop holding the
-partition may deliver it, so it is this loop, to whichever handler takes it next. A
-handler that died without acknowledging (or whose ``nack`` failed) therefore does not
-hold its partition's committed offset back for ever.
+Fetched records are handed out by priority lane, highest first, and within a lane in
+publish order across partitions (the head with the lowest publish sequence first; one
+partition's order is never changed); retries only once they are due. A record handed out
+and neither acknowledged nor kept alive (:meth:`Buffer.touch`) within
+``visibility_timeout`` is handed out again, like Redis hands a message idle that long to
+another consumer: on Kafka only the loop holding the partition may deliver it, so it is
+this loop, to whichever handler takes it next. A handler that died without acknowledging
+(or whose ``nack`` failed) therefore does not hold its partition's committed offset back
+for ever.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from brokers.kafka.records import DUE_HEADER, SEQ_HEADER, header
 class Held:
     """A fetched record: waiting in the buffer, or handed out."""
 
-    __slots__ = ("deadline", "due", "offset", "seq", "tp", "value")
+    __slots__ = ("deadline", "due", "lane", "offset", "seq", "tp", "value")
 
-    def __init__(self, tp: TopicPartition, record: Any, retry: bool) -> None:
+    def __init__(self, tp: TopicPartition, record: Any, retry: bool, lane: int = 0) -> None:
         self.tp = tp
+        self.lane = lane
         self.offset: int = record.offset
         self.value: bytes | None = record.value
         seq = header(record, SEQ_HEADER)
@@ -40,6 +42,11 @@ class Held:
         self.due = float(due) if due else 0.0
         self.deadline = 0.0
         """When a handed-out record is handed out again (monotonic seconds)."""
+
+
+def _rank(queue: deque[Held]) -> tuple[int, int]:
+    """Which partition's head goes first: the highest lane, then the oldest publish."""
+    return -queue[0].lane, queue[0].seq
 
 
 class Buffer:
@@ -55,12 +62,17 @@ class Buffer:
         self._deadlines: list[tuple[float, int, Held]] = []
         self._order = itertools.count()
 
-    def hold(self, tp: TopicPartition, record: Any, retry: bool) -> None:
-        held = Held(tp, record, retry)
+    def hold(self, tp: TopicPartition, record: Any, retry: bool, lane: int = 0) -> None:
+        held = Held(tp, record, retry, lane)
         if retry:
             self._delayed.append(held)
         else:
             self._queues.setdefault(tp, deque()).append(held)
+
+    @property
+    def queued(self) -> bool:
+        """Whether fetched records wait to be handed out."""
+        return any(self._queues.values())
 
     def claims(self) -> list[TopicPartition]:
         """The partitions with records handed out and not acknowledged."""
@@ -89,7 +101,7 @@ class Buffer:
 
     def take(self, count: int) -> list[Held]:
         """Up to ``count`` records to hand out: those due again, due retries, then the
-        queued ones in publish order."""
+        queued ones, highest lane first, in publish order."""
         out = self._overdue(count)
         if self._delayed and len(out) < count:
             now = self._clock()
@@ -101,7 +113,7 @@ class Buffer:
                 out.extend(due)
         queues = [q for q in self._queues.values() if q]
         while len(out) < count and queues:
-            queue = min(queues, key=lambda q: q[0].seq) if len(queues) > 1 else queues[0]
+            queue = min(queues, key=_rank) if len(queues) > 1 else queues[0]
             out.append(queue.popleft())
             if not queue:
                 queues.remove(queue)

@@ -1,10 +1,10 @@
 """One ``consume`` loop's membership of a Kafka consumer group.
 
-A member owns an ``AIOKafkaConsumer`` subscribed to the topic and to its group's retry
-topic, a buffer of fetched records (:mod:`brokers.kafka.buffer`: publish order, due
-retries, records handed out again after ``visibility_timeout``) and an
-:class:`OffsetTracker` per partition. How partitions are shared:
-:mod:`brokers.kafka.assignor`.
+A member owns an ``AIOKafkaConsumer`` subscribed to the topic, its priority lanes and
+its group's retry topic, a buffer of fetched records (:mod:`brokers.kafka.buffer`:
+priority and publish order, due retries, records handed out again after
+``visibility_timeout``) and an :class:`OffsetTracker` per partition. How partitions are
+shared: :mod:`brokers.kafka.assignor`.
 
 **Commits.** Acknowledgements move the trackers; a committer task of the member's own
 commits every partition's contiguous acknowledged offset as soon as it moves (at most
@@ -86,6 +86,7 @@ class Member:
         visibility_timeout: float,
         group_name: str,
         fetch_committed: FetchCommitted,
+        lanes: Mapping[str, int] | None = None,
     ) -> None:
         self.token = token
         self.name = name
@@ -94,6 +95,8 @@ class Member:
         """The caller's group name (without the broker's prefix)."""
         self.main = main
         self.retry = retry
+        self.lanes = dict(lanes or {})
+        """Kafka topic → priority lane, of the topic's lanes above 0."""
         self.consumer: AIOKafkaConsumer | None = None
         self.trackers: dict[TopicPartition, OffsetTracker] = {}
         self.buffer = Buffer(visibility_timeout, clock)
@@ -125,7 +128,7 @@ class Member:
             group_id=self.group,
             partition_assignment_strategy=(StickyInFlightAssignor(self.buffer.claims),),
         )
-        consumer.subscribe([self.main, self.retry], listener=_Listener(self))
+        consumer.subscribe([self.main, *self.lanes, self.retry], listener=_Listener(self))
         self.consumer = consumer
         try:
             await io(consumer.start)
@@ -230,6 +233,19 @@ class Member:
                     await task
         return {} if task.cancelled() else task.result()
 
+    async def poll_lanes(self) -> None:
+        """Add the priority lanes' records fetched meanwhile, without waiting, so they go
+        before the lower-lane records already held."""
+        consumer = self.consumer
+        if consumer is None or not self.lanes:
+            return
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.lanes]
+        if tps:
+            # A consume loop working from its buffer may never wait on anything; this
+            # lets the fetcher take in what the server sent meanwhile.
+            await asyncio.sleep(0)
+            self.add(await consumer.getmany(*tps, timeout_ms=0))
+
     def add(self, batches: Mapping[TopicPartition, list[Any]]) -> None:
         for tp, records in batches.items():
             if not records:
@@ -238,11 +254,12 @@ class Member:
             if tracker is None:  # tracking starts where the group's offset put us
                 tracker = self.trackers[tp] = OffsetTracker(records[0].offset)
             retry = tp.topic == self.retry
+            lane = self.lanes.get(tp.topic, 0)
             for record in records:
                 if tracker.next_offset is not None and record.offset < tracker.next_offset:
                     continue  # already held (a fetch raced a seek)
                 tracker.deliver(record.offset)
-                self.buffer.hold(tp, record, retry)
+                self.buffer.hold(tp, record, retry, lane)
 
     def take(self, count: int) -> list[tuple[Delivery, bytes | None]]:
         return [self._delivery(held) for held in self.buffer.take(count)]

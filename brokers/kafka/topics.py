@@ -1,7 +1,9 @@
 """The Kafka topics behind a broker's topics and groups: their names and their creation.
 
 For topic ``t`` and group ``g``, each behind the broker's ``topic_prefix``: ``t`` (the
-messages, ``partitions`` partitions), ``t.retry.g`` (the group's retries and reprocessed
+messages, ``partitions`` partitions), ``t.priority.n`` (priority lane ``n`` of 1 …
+priority_levels - 1: messages published with that priority; ``t`` is lane 0),
+``t.retry.g`` (the group's retries and reprocessed
 dead letters), ``t.dlq`` (dead letters: one partition, compacted, kept for the DLQ
 TTL) and ``t.dlq.discarded`` (the discard archive: dead letters someone discarded, with
 who, when and why; configured as ``t.dlq``). Characters Kafka does not allow in topic
@@ -54,6 +56,10 @@ class Topics:
 
     def main(self, topic: str) -> str:
         return self.prefix + topic_name(topic)
+
+    def lane(self, topic: str, lane: int) -> str:
+        """The Kafka topic of priority lane ``lane`` of ``topic`` (lane 0: ``main``)."""
+        return self.main(topic) if lane == 0 else f"{self.main(topic)}.priority.{lane}"
 
     def retry(self, topic: str, group: str) -> str:
         return f"{self.main(topic)}.retry.{topic_name(group)}"

@@ -79,7 +79,7 @@ async def _memory(request: pytest.FixtureRequest, clock: SkewClock) -> Backend:
         return broker
 
     async def write_raw(topic: str, data: bytes) -> None:
-        await shared[-1]._append(topic, (data,))
+        await shared[-1]._append(topic, (data,), 0)
 
     return Backend("memory", make, write_raw, clock)
 
