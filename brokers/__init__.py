@@ -27,15 +27,20 @@ from brokers._message import DeadLetterMessage, Delivery, Headers, Message
 from brokers._options import ConsumerOptions
 from brokers._patterns import PubSubPattern, RequestReplyPattern, WorkQueuePattern
 from brokers._redelivery import RedeliveryPolicy
-from brokers._redis import RedisStreamsBroker
 
 if TYPE_CHECKING:
+    from brokers._redis import RedisStreamsBroker
     from brokers.kafka import KafkaBroker
 
 
 def __getattr__(name: str) -> object:
-    # KafkaBroker needs aiokafka (the `kafka` extra): imported on first use, so the
-    # embedded default and Redis work without it.
+    # The server brokers are imported on first use: redis-py takes longer to import
+    # than the rest of the package, and KafkaBroker needs aiokafka (the `kafka` extra),
+    # so the embedded default works without it.
+    if name == "RedisStreamsBroker":
+        from brokers._redis import RedisStreamsBroker
+
+        return RedisStreamsBroker
     if name == "KafkaBroker":
         try:
             from brokers.kafka import KafkaBroker
