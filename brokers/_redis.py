@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from brokers import _redis_layout as layout
 from brokers._base import Broker
 from brokers._circuit import CircuitBreaker
+from brokers._coalesce import Coalescer
 from brokers._dead_letters import record_topic
 from brokers._errors import BrokerConnectionError, BrokerError
 from brokers._leases import LeaseTable
@@ -97,6 +98,10 @@ class RedisStreamsBroker(Broker):
         """Topic → when its stream was last trimmed by age (this process's clock)."""
         self._groups: set[tuple[str, str]] = set()
         self._cursors: dict[tuple[str, str], _Cursor] = {}
+        self._appends: Coalescer[tuple[str, bytes]] = Coalescer(self._send_appends)
+        """Concurrent single-message publishes share one pipeline (see _coalesce)."""
+        self._acks: Coalescer[tuple[str, str, str]] = Coalescer(self._send_acks)
+        """Concurrent acknowledgements share one round trip: one XACK per stream."""
 
     @property
     def circuit(self) -> CircuitBreaker:
@@ -149,6 +154,8 @@ class RedisStreamsBroker(Broker):
             raise
 
     async def _disconnect(self) -> None:
+        await self._appends.close()
+        await self._acks.close()
         client, self._client = self._client, None
         self._groups.clear()
         if client is not None:
@@ -202,10 +209,7 @@ class RedisStreamsBroker(Broker):
             await self._io(trimmed)
             return
         if len(datas) == 1:
-            data = datas[0]
-            await self._io(
-                lambda: redis.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
-            )
+            await self._appends.submit((key, datas[0]))
             return
 
         async def batch() -> None:
@@ -215,6 +219,50 @@ class RedisStreamsBroker(Broker):
             await pipe.execute()
 
         await self._io(batch)
+
+    async def _send_appends(self, items: list[tuple[str, bytes]]) -> list[Exception | None]:
+        redis, maxlen = self._redis, self.max_stream_length
+
+        async def send() -> list[Any]:
+            if len(items) == 1:
+                (key, data) = items[0]
+                try:
+                    await redis.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                except rexc.ResponseError as exc:
+                    return [exc]
+                return [None]
+            pipe = redis.pipeline(transaction=False)
+            for key, data in items:
+                pipe.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+            return await pipe.execute(raise_on_error=False)
+
+        return self._refused(await self._io(send))
+
+    async def _send_acks(self, items: list[tuple[str, str, str]]) -> list[Exception | None]:
+        redis = self._redis
+        by_stream: dict[tuple[str, str], list[int]] = {}
+        for i, (source, group, _) in enumerate(items):
+            by_stream.setdefault((source, group), []).append(i)
+
+        async def send() -> list[Any]:
+            pipe = redis.pipeline(transaction=False)
+            for (source, group), at in by_stream.items():
+                pipe.xack(source, group, *(items[i][2] for i in at))
+            return await pipe.execute(raise_on_error=False)
+
+        results = self._refused(await self._io(send))
+        refused: list[Exception | None] = [None] * len(items)
+        for error, at in zip(results, by_stream.values(), strict=True):
+            for i in at:
+                refused[i] = error
+        return refused
+
+    def _refused(self, results: list[Any]) -> list[Exception | None]:
+        """Each pipelined command's error as a :class:`BrokerError` (``None``: done)."""
+        return [
+            BrokerError(f"redis at {self._where}: {r}") if isinstance(r, Exception) else None
+            for r in results
+        ]
 
     async def _fetch(
         self, topic: str, group: str, consumer: str, count: int
@@ -328,8 +376,7 @@ class RedisStreamsBroker(Broker):
         return out
 
     async def _ack(self, topic: str, delivery: Delivery) -> None:
-        redis = self._redis
-        await self._io(lambda: redis.xack(delivery.source, delivery.group, delivery.entry_id))
+        await self._acks.submit((delivery.source, delivery.group, delivery.entry_id))
 
     async def _touch(self, topic: str, delivery: Delivery) -> None:
         redis = self._redis
