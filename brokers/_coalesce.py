@@ -3,10 +3,12 @@
 A :class:`Coalescer` takes items (an acknowledgement, a message to append) from any
 number of tasks. While one round trip is under way, the items that arrive wait and go
 together in the next one, so N concurrent callers cost about one round trip each time
-the server answers instead of N, and a caller alone pays one extra task switch. Each
+the server answers instead of N; a caller alone sends its item itself, at once. Each
 caller returns only once its own item's round trip succeeded (or raises its error):
-nothing is reported done before the server has it. A caller cancelled while waiting
-stops waiting; its item is still sent.
+nothing is reported done before the server has it. A caller cancelled while its item
+waits in the queue stops waiting, and the item is still sent; one cancelled while
+sending its own is like any cancelled request: it may or may not have reached the
+server.
 """
 
 from __future__ import annotations
@@ -30,14 +32,27 @@ class Coalescer(Generic[T]):
         self._send = send
         self._queue: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        """A round trip is under way (a caller's own, or the queue's task)."""
 
     async def submit(self, item: T) -> None:
-        """Queue ``item`` and return once a round trip carrying it succeeded."""
-        done = asyncio.get_running_loop().create_future()
-        self._queue.append((item, done))
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._drain())
-        await asyncio.shield(done)
+        """Send ``item`` and return once a round trip carrying it succeeded: at once, in
+        this task, when none is under way; else with the next one."""
+        if self._busy:
+            done = asyncio.get_running_loop().create_future()
+            self._queue.append((item, done))
+            await done  # cancelling the caller cancels ``done``: the item is still sent
+            return
+        self._busy = True
+        try:
+            refused = await self._send([item])
+        finally:
+            self._busy = False
+            if self._queue:  # arrived meanwhile: a task of its own carries them
+                self._busy = True
+                self._task = asyncio.ensure_future(self._drain())
+        if refused is not None and refused[0] is not None:
+            raise refused[0]
 
     async def close(self) -> None:
         """Wait until everything queued has been sent (or failed)."""
@@ -60,6 +75,7 @@ class Coalescer(Generic[T]):
                     _settle(entry, None if refused is None else refused[i])
         finally:
             self._task = None
+            self._busy = False
             # Cancelled (the loop is closing): whoever still waits is told so.
             for _, done in [*batch, *self._queue]:
                 done.cancel()

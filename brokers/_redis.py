@@ -240,6 +240,10 @@ class RedisStreamsBroker(Broker):
 
     async def _send_acks(self, items: list[tuple[str, str, str]]) -> list[Exception | None]:
         redis = self._redis
+        if len(items) == 1:  # the common case alone: one plain command, no pipeline
+            (source, group, entry_id) = items[0]
+            await self._io(lambda: redis.xack(source, group, entry_id))
+            return [None]
         by_stream: dict[tuple[str, str], list[int]] = {}
         for i, (source, group, _) in enumerate(items):
             by_stream.setdefault((source, group), []).append(i)

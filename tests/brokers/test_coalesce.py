@@ -63,13 +63,16 @@ async def test_a_refused_item_fails_its_own_caller() -> None:
 async def test_a_cancelled_caller_stops_waiting_but_its_item_is_sent() -> None:
     server = Server()
     coalescer = Coalescer(server.send)
-    waiting = asyncio.ensure_future(coalescer.submit(1))
+    sending = asyncio.ensure_future(coalescer.submit(1))  # its own round trip, at once
     await asyncio.sleep(0)
-    waiting.cancel()
+    queued = asyncio.ensure_future(coalescer.submit(2))  # waits for the next
+    await asyncio.sleep(0)
+    queued.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await waiting
+        await queued
+    await sending
     await coalescer.close()
-    assert server.batches == [[1]]
+    assert server.batches == [[1], [2]]
 
 
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)
