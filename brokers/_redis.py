@@ -222,15 +222,14 @@ class RedisStreamsBroker(Broker):
 
     async def _send_appends(self, items: list[tuple[str, bytes]]) -> list[Exception | None]:
         redis, maxlen = self._redis, self.max_stream_length
+        if len(items) == 1:  # the common case alone: one plain command, no pipeline
+            (key, data) = items[0]
+            await self._io(
+                lambda: redis.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+            )
+            return [None]
 
         async def send() -> list[Any]:
-            if len(items) == 1:
-                (key, data) = items[0]
-                try:
-                    await redis.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
-                except rexc.ResponseError as exc:
-                    return [exc]
-                return [None]
             pipe = redis.pipeline(transaction=False)
             for key, data in items:
                 pipe.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
