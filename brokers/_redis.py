@@ -428,14 +428,7 @@ class RedisStreamsBroker(Broker):
         (never ``me``, never one holding an entry)."""
         redis = self._redis
         for key in keys:
-            try:
-                consumers = await redis.xinfo_consumers(key, group)
-            except rexc.ResponseError:  # no such stream or group (yet): nothing to do
-                continue
-            for info in consumers:
-                name = layout.text(info["name"])
-                if name != me and info["pending"] == 0 and info["idle"] > idle * 1000:
-                    await redis.xgroup_delconsumer(key, group, name)
+            await redis.eval(layout.SWEEP, 1, key, group, me, int(idle * 1000))
 
     async def _delete(self, topic: str) -> None:
         redis = self._redis

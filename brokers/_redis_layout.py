@@ -152,6 +152,30 @@ return 1
 as record ARGV[2], trimming the archive to MINID ~ ARGV[3]; returns 0 (nothing written)
 when the DLQ has no such entry."""
 
+SWEEP = """
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then
+  return 0
+end
+local removed = 0
+for _, info in ipairs(consumers) do
+  local fields = {}
+  for i = 1, #info, 2 do
+    fields[info[i]] = info[i + 1]
+  end
+  if fields['name'] ~= ARGV[2] and fields['pending'] == 0
+      and fields['idle'] > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+"""Lua: remove from group ARGV[1] of stream KEYS[1] every consumer but ARGV[2] idle
+longer than ARGV[3] ms with nothing pending; returns how many went. One script, so no
+consumer can take an entry between the check and ``XGROUP DELCONSUMER`` (which would
+drop that entry from the pending list); no such stream or group removes nothing."""
+
 DLQ_PATTERN = "*:dlq"
 """SCAN pattern of the dead-letter streams (a candidate is checked to hold dead-letter
 records: a topic may itself be named ``…:dlq``)."""

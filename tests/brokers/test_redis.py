@@ -228,6 +228,30 @@ async def test_idle_consumers_with_nothing_pending_leave_the_group(redis_url: st
         await raw.aclose()
 
 
+async def test_the_sweep_is_one_script_that_spares_the_pending_and_the_missing(
+    redis_url: str,
+) -> None:
+    """The check and ``XGROUP DELCONSUMER`` run as one script (no entry can be taken
+    between them); a stream or group that does not exist removes nothing."""
+    from brokers import _redis_layout as layout
+
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await raw.eval(layout.SWEEP, 1, "no-such-stream", "g", "me", 0) == 0
+        await raw.xgroup_create("swept", "g", id="0", mkstream=True)
+        await raw.xadd("swept", {"m": b"x"})
+        await raw.xgroup_createconsumer("swept", "g", "idle")
+        await raw.xgroup_createconsumer("swept", "g", "me")
+        await raw.xreadgroup("g", "holder", {"swept": ">"}, count=1)
+        await asyncio.sleep(0.05)
+        assert await raw.eval(layout.SWEEP, 1, "swept", "no-such-group", "me", 0) == 0
+        assert await raw.eval(layout.SWEEP, 1, "swept", "g", "me", 0) == 1
+        names = {info["name"].decode() for info in await raw.xinfo_consumers("swept", "g")}
+        assert names == {"holder", "me"}
+    finally:
+        await raw.aclose()
+
+
 def test_passwords_never_reach_an_error_message() -> None:
     from brokers._redis import _redacted
 
