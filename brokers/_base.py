@@ -37,7 +37,6 @@ from brokers._errors import (
     BrokerError,
     BrokerNotConnectedError,
     DeadLetterError,
-    MessageTooLargeError,
     MessageValidationError,
 )
 from brokers._leases import LeaseMembership
@@ -48,9 +47,8 @@ from brokers._message import (
     Headers,
     JSONObject,
     Message,
+    Publication,
     coerce_headers,
-    provenance_hash,
-    validate_payload,
 )
 from brokers._metrics import BrokerMetrics
 from brokers._options import ConsumerOptions
@@ -191,9 +189,28 @@ class Broker(BrokerStorage):
         message_id: str | None = None,
     ) -> tuple[Message, bytes]:
         """Validate and encode one message; raises before anything is sent."""
+        batch = self._publication(topic, headers, ttl, priority)
+        message_id, digest, data = batch.encode(payload, message_id or self._new_id())
+        message = Message(
+            id=message_id,
+            topic=topic,
+            payload=payload,
+            headers=batch.headers,
+            created_at=batch.created_at,
+            expires_at=batch.expires_at,
+            retry_count=0,
+            priority=priority,
+            provenance_hash=digest,
+        )
+        return message, data
+
+    def _publication(
+        self, topic: str, headers: HeadersArg, ttl: float | None, priority: int
+    ) -> Publication:
+        """Check what the messages of one publish call share (topic, headers, ttl,
+        priority), once for all of them."""
         if not topic or type(topic) is not str:
             raise MessageValidationError(f"topic must be a non-empty string, got {topic!r}")
-        body = validate_payload(topic, payload)
         parsed = coerce_headers(headers)
         if ttl is not None and ttl <= 0:
             raise MessageValidationError(f"ttl for topic {topic!r} must be > 0, got {ttl}")
@@ -206,21 +223,8 @@ class Broker(BrokerStorage):
             raise MessageValidationError(f"priority must be an int, got {priority!r}")
         now = self._clock()
         lifetime = ttl if ttl is not None else self.message_ttl
-        message = Message(
-            id=message_id or self._new_id(),
-            topic=topic,
-            payload=body,
-            headers=parsed,
-            created_at=now,
-            expires_at=None if lifetime is None else now + lifetime,
-            retry_count=0,
-            priority=priority,
-            provenance_hash=provenance_hash(body, parsed.to_dict()),
-        )
-        data = message.encode()
-        if len(data) > self.max_message_bytes:
-            raise MessageTooLargeError(topic, len(data), self.max_message_bytes)
-        return message, data
+        expires_at = None if lifetime is None else now + lifetime
+        return Publication(topic, parsed, now, expires_at, priority, self.max_message_bytes)
 
     async def publish(
         self,
@@ -234,12 +238,12 @@ class Broker(BrokerStorage):
     ) -> str:
         """Publish one message; returns its id once the broker has stored it."""
         self._require_connected()
-        message, data = self.build_message(
-            topic, payload, headers=headers, ttl=ttl, priority=priority, message_id=message_id
-        )
-        await self._append(topic, (data,), self.priority_lane(priority))
+        batch = self._publication(topic, headers, ttl, priority)
+        message_id, _, data = batch.encode(payload, message_id or self._new_id())
+        key = batch.headers.partition_key
+        await self._append(topic, (data,), self.priority_lane(priority), key)
         self.metrics.on_publish()
-        return message.id
+        return message_id
 
     async def publish_batch(
         self,
@@ -252,16 +256,17 @@ class Broker(BrokerStorage):
     ) -> list[str]:
         """Publish many messages in one round trip; all are validated before any is sent."""
         self._require_connected()
+        batch = self._publication(topic, headers, ttl, priority)
+        encode, new_id = batch.encode, self._new_id
         ids: list[str] = []
         datas: list[bytes] = []
         for payload in payloads:
-            message, data = self.build_message(
-                topic, payload, headers=headers, ttl=ttl, priority=priority
-            )
-            ids.append(message.id)
+            message_id, _, data = encode(payload, new_id())
+            ids.append(message_id)
             datas.append(data)
         if datas:
-            await self._append(topic, datas, self.priority_lane(priority))
+            key = batch.headers.partition_key
+            await self._append(topic, datas, self.priority_lane(priority), key)
             self.metrics.on_publish(len(datas))
         return ids
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from brokers._errors import MessageValidationError
+from brokers._errors import MessageTooLargeError, MessageValidationError
 
 JSONObject = dict[str, Any]
 """A decoded JSON object: what a payload is."""
@@ -35,6 +35,9 @@ _KNOWN_HEADERS = (
     "traceparent",
     "tracestate",
 )
+
+
+_KNOWN_SET = frozenset(_KNOWN_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,12 @@ class Headers:
     extra: Mapping[str, str] = field(default_factory=dict)
     """Any other string header, e.g. an idempotency key."""
 
+    @property
+    def partition_key(self) -> str | None:
+        """What keys a message to a partition on Kafka: its saga id, else its
+        correlation id."""
+        return self.saga_id or self.correlation_id
+
     def to_dict(self) -> dict[str, str]:
         """The headers that are set, as one flat mapping (extras included)."""
         out = {k: v for k in _KNOWN_HEADERS if (v := getattr(self, k)) is not None}
@@ -66,6 +75,8 @@ class Headers:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Headers:
         """Build headers from a flat mapping; unknown keys go to ``extra``."""
+        if values.keys() <= _KNOWN_SET and all(type(v) is str for v in values.values()):
+            return cls(**values)  # the common case: only known headers, all strings
         known: dict[str, str | None] = {}
         extra: dict[str, str] = {}
         for key, value in values.items():
@@ -137,21 +148,47 @@ class Message:
         return provenance_hash(self.payload, self.headers.to_dict()) == self.provenance_hash
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "v": WIRE_VERSION,
-            "id": self.id,
-            "topic": self.topic,
-            "payload": self.payload,
-            "headers": self.headers.to_dict(),
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "retry_count": self.retry_count,
-            "priority": self.priority,
-            "hash": self.provenance_hash,
-        }
+        return wire_dict(
+            self.id,
+            self.topic,
+            self.payload,
+            self.headers.to_dict(),
+            self.created_at,
+            self.expires_at,
+            self.retry_count,
+            self.priority,
+            self.provenance_hash,
+        )
 
     def encode(self) -> bytes:
         return orjson.dumps(self.to_wire())
+
+
+def wire_dict(
+    message_id: str,
+    topic: str,
+    payload: JSONObject | orjson.Fragment,
+    headers: dict[str, str],
+    created_at: float,
+    expires_at: float | None,
+    retry_count: int,
+    priority: int,
+    digest: str,
+) -> dict[str, Any]:
+    """A message's wire form, field by field (``payload`` may be its JSON already, as
+    an ``orjson.Fragment``: the bytes written are the same)."""
+    return {
+        "v": WIRE_VERSION,
+        "id": message_id,
+        "topic": topic,
+        "payload": payload,
+        "headers": headers,
+        "created_at": created_at,
+        "expires_at": expires_at,
+        "retry_count": retry_count,
+        "priority": priority,
+        "hash": digest,
+    }
 
 
 def check_json(value: Any, where: str) -> None:
@@ -187,21 +224,85 @@ def provenance_hash(payload: JSONObject, headers: dict[str, str]) -> str:
 
 _STRICT_JSON = json.JSONEncoder(allow_nan=False, check_circular=False, separators=(",", ":"))
 
+_NATIVE_ONLY = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
-def validate_payload(topic: str, payload: Any) -> JSONObject:
+
+def encode_payload(topic: str, payload: Any) -> bytes:
+    """Check that ``payload`` is a JSON object that survives a round trip unchanged and
+    return its JSON, as the wire form holds it; raises :class:`MessageValidationError`
+    naming what is wrong.
+
+    The common case costs one ``orjson`` write and read: a payload that reads back
+    equal holds only JSON's own types (NaN reads back as ``null``, a tuple as a list, a
+    UUID or an enum as its value, none of them equal to the original). Anything else
+    takes the strict path, which accepts and refuses exactly the same payloads: the
+    standard library's encoder with ``allow_nan=False`` and ``orjson`` (string keys,
+    integers within 64 bits) must both take it.
+    """
     if type(payload) is not dict:
         raise MessageValidationError(
             f"payload for topic {topic!r} must be a JSON object (dict), "
             f"got {type(payload).__name__}"
         )
+    try:
+        data = orjson.dumps(payload, option=_NATIVE_ONLY)
+        if orjson.loads(data) == payload:
+            return data
+    except (TypeError, ValueError, RecursionError):
+        pass
     try:  # one pass in C; the Python walk only to say exactly what is wrong
         _STRICT_JSON.encode(payload)
-        orjson.dumps(payload)  # string keys, integers within 64 bits
+        return orjson.dumps(payload)
     except (TypeError, ValueError, RecursionError) as exc:
         check_json(payload, "payload")
         canonical_json(payload)
         raise MessageValidationError(f"payload for topic {topic!r} is not JSON: {exc}") from exc
-    return payload
+
+
+class Publication:
+    """What the messages of one publish call share, checked once; :meth:`encode` makes
+    each message's wire bytes from its payload."""
+
+    __slots__ = ("_dict", "_limit", "created_at", "expires_at", "headers", "priority", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        headers: Headers,
+        created_at: float,
+        expires_at: float | None,
+        priority: int,
+        max_message_bytes: int,
+    ) -> None:
+        self.topic = topic
+        self.headers = headers
+        self.created_at = created_at
+        self.expires_at = expires_at
+        self.priority = priority
+        self._dict = headers.to_dict()
+        self._limit = max_message_bytes
+
+    def encode(self, payload: Any, message_id: str) -> tuple[str, str, bytes]:
+        """Validate ``payload`` and encode it as message ``message_id``: its id,
+        provenance hash and wire bytes (those of :meth:`Message.encode`). Raises
+        :class:`MessageValidationError` or :class:`MessageTooLargeError`."""
+        body = encode_payload(self.topic, payload)
+        digest = provenance_hash(payload, self._dict)
+        wire = wire_dict(
+            message_id,
+            self.topic,
+            orjson.Fragment(body),
+            self._dict,
+            self.created_at,
+            self.expires_at,
+            0,
+            self.priority,
+            digest,
+        )
+        data = orjson.dumps(wire)
+        if len(data) > self._limit:
+            raise MessageTooLargeError(self.topic, len(data), self._limit)
+        return message_id, digest, data
 
 
 def coerce_headers(headers: Headers | Mapping[str, Any] | None) -> Headers:

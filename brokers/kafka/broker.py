@@ -51,7 +51,7 @@ from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compac
 from brokers.kafka.late_acks import LateAcks
 from brokers.kafka.member import Member
 from brokers.kafka.membership import KafkaMembership
-from brokers.kafka.records import Seq, records_by_partition, uuid_key
+from brokers.kafka.records import Seq, key_of, records_by_partition, uuid_key
 from brokers.kafka.topics import Topics
 
 
@@ -203,19 +203,26 @@ class KafkaBroker(Broker):
 
     # -- publishing ------------------------------------------------------------------
 
-    async def _send(self, name: str, datas: Sequence[bytes], retry_due: float | None) -> None:
+    async def _send(
+        self, name: str, datas: Sequence[bytes], retry_due: float | None, key: bytes | None
+    ) -> None:
         await self._ensure_topics(name)
         producer = self._prod
         count = self._topics.partition_count(name)
 
         async def send() -> None:
-            by_partition = records_by_partition(datas, count, self._seq, self._rr, retry_due)
+            by_partition = records_by_partition(
+                datas, key, count, self._seq, self._rr, retry_due
+            )
             await produce(producer, name, by_partition, self._settings.request_timeout)
 
         await self._io(send)
 
-    async def _append(self, topic: str, datas: Sequence[bytes], lane: int) -> None:
-        await self._send(self._topics.lane(topic, lane), datas, None)
+    async def _append(
+        self, topic: str, datas: Sequence[bytes], lane: int, key: str | None
+    ) -> None:
+        name = self._topics.lane(topic, lane)
+        await self._send(name, datas, None, None if key is None else key.encode())
 
     def _lanes(self, topic: str) -> dict[str, int]:
         """The Kafka topics of ``topic``'s priority lanes above 0, and their lanes."""
@@ -329,7 +336,7 @@ class KafkaBroker(Broker):
 
     async def _retry_later(self, topic: str, delivery: Delivery, data: bytes, delay: float) -> None:
         name = self._topics.retry(topic, delivery.group)
-        await self._send(name, (data,), self._clock() + delay)
+        await self._send(name, (data,), self._clock() + delay, key_of(data))
         await self._ack(topic, delivery)
 
     async def _dead_letter(self, topic: str, delivery: Delivery, record: bytes) -> None:
@@ -391,7 +398,7 @@ class KafkaBroker(Broker):
         return list(itertools.islice(rows.values(), limit))
 
     async def _reprocess(self, topic: str, group: str, dlq_id: str, data: bytes) -> None:
-        await self._send(self._topics.retry(topic, group), (data,), 0.0)
+        await self._send(self._topics.retry(topic, group), (data,), 0.0, key_of(data))
         producer = self._prod
         name = self._topics.dlq(topic)
         await self._io(lambda: producer.send_and_wait(name, None, key=dlq_id.encode(), partition=0))

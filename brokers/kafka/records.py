@@ -32,8 +32,14 @@ class Seq:
         self._last = 0
 
     def __call__(self) -> bytes:
-        self._last = max(self._last + 1, time.time_ns())
-        return self._last.to_bytes(8, "big")
+        return self.take(1).to_bytes(8, "big")
+
+    def take(self, count: int) -> int:
+        """The first of ``count`` consecutive values, all after every value given out
+        before (one clock read for a whole batch)."""
+        first = max(self._last + 1, time.time_ns())
+        self._last = first + count - 1
+        return first
 
 
 def header(record: Any, name: str) -> bytes | None:
@@ -61,7 +67,8 @@ def uuid_key() -> bytes:
 
 
 def key_of(data: bytes) -> bytes | None:
-    """The partition key of an encoded message: its saga id, else its correlation id."""
+    """The partition key of an encoded message: its saga id, else its correlation id
+    (what :attr:`~brokers.Headers.partition_key` is before encoding)."""
     try:
         headers = orjson.loads(data).get("headers") or {}
     except (orjson.JSONDecodeError, AttributeError):
@@ -72,20 +79,26 @@ def key_of(data: bytes) -> bytes | None:
 
 def records_by_partition(
     datas: Sequence[bytes],
+    key: bytes | None,
     count: int,
     seq: Seq,
     round_robin: itertools.count[int],
     retry_due: float | None,
 ) -> dict[int, list[Record]]:
-    """The records of encoded messages, grouped by the partition (of ``count``) each goes
-    to. The publish sequence is taken in publish order, before the split."""
+    """The records of encoded messages keyed by ``key`` (or none), grouped by the
+    partition (of ``count``) each goes to: all to the key's partition, else spread
+    round-robin. The publish sequence is taken in publish order, before the split."""
     due = None if retry_due is None else repr(retry_due).encode()
+    first = seq.take(len(datas))
+    sequences = [(first + i).to_bytes(8, "big") for i in range(len(datas))]
+    if due is None:
+        headers: list[list[Any]] = [[(SEQ_HEADER, s)] for s in sequences]
+    else:
+        headers = [[(SEQ_HEADER, s), (DUE_HEADER, due)] for s in sequences]
+    if key:
+        partition = murmur2_partition(key, count)
+        return {partition: [(key, data, h) for data, h in zip(datas, headers, strict=True)]}
     by_partition: dict[int, list[Record]] = {}
-    for data in datas:
-        key = key_of(data)
-        headers: list[Any] = [(SEQ_HEADER, seq())]
-        if due is not None:
-            headers.append((DUE_HEADER, due))
-        partition = murmur2_partition(key, count) if key else next(round_robin) % count
-        by_partition.setdefault(partition, []).append((key, data, headers))
+    for data, h in zip(datas, headers, strict=True):
+        by_partition.setdefault(next(round_robin) % count, []).append((None, data, h))
     return by_partition

@@ -79,7 +79,7 @@ async def _memory(request: pytest.FixtureRequest, clock: SkewClock) -> Backend:
         return broker
 
     async def write_raw(topic: str, data: bytes) -> None:
-        await shared[-1]._append(topic, (data,), 0)
+        await shared[-1]._append(topic, (data,), 0, None)
 
     return Backend("memory", make, write_raw, clock)
 

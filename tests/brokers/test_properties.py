@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import brokers
 from brokers import InMemoryBroker, RedeliveryPolicy
-from brokers._message import decode_message
+from brokers._errors import MessageValidationError
+from brokers._message import decode_message, encode_payload
 
 json_scalars = (
     st.none()
@@ -54,6 +62,66 @@ def test_any_change_to_the_payload_breaks_provenance(payload: dict[str, Any], ke
     wire = orjson.loads(data)
     wire["payload"][key] = ["tampered", wire["payload"].get(key)]
     assert not decode_message(orjson.dumps(wire), "t").verify()
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+class Name(str):
+    pass
+
+
+# JSON's own values and, among them, what one JSON library or another takes and should
+# not: NaN, integers past 64 bits, tuples, non-string keys, lone surrogates, objects.
+odd_scalars = (
+    json_scalars
+    | st.sampled_from([float("nan"), float("inf"), -float("inf"), 2**64, -(2**63) - 1])
+    | st.sampled_from([Colour.RED, Level.HIGH, Point(1), Name("n"), "\ud800", b"b"])
+    | st.sampled_from([uuid.UUID(int=7), datetime.date(2026, 1, 1), decimal.Decimal("1")])
+    | st.sampled_from([{1, 2}, frozenset()])
+)
+odd_values = st.recursive(
+    odd_scalars,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3) | st.none(), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _strict(payload: Any) -> bytes | None:
+    """The acceptance rule, by definition: the standard library's encoder refusing NaN
+    and orjson (string keys, 64-bit integers) must both take the payload."""
+    try:
+        json.JSONEncoder(allow_nan=False, check_circular=False).encode(payload)
+        return orjson.dumps(payload)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(payload=st.dictionaries(st.text(max_size=4), odd_values, max_size=4))
+def test_a_payload_is_accepted_exactly_when_both_json_encoders_take_it(
+    payload: dict[str, Any],
+) -> None:
+    expected = _strict(payload)
+    if expected is None:
+        with pytest.raises(MessageValidationError):
+            encode_payload("t", payload)
+    else:
+        assert encode_payload("t", payload) == expected
 
 
 @given(

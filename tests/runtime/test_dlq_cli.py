@@ -111,7 +111,7 @@ async def _make_dead_letters(config: Path) -> dict[str, str]:
         tampered, data = broker.build_message(REPLIES, {"n": 10, "amount": 10})
         wire = orjson.loads(data)
         wire["payload"]["amount"] = 10_000
-        await broker._append(REPLIES, (orjson.dumps(wire),), 0)
+        await broker._append(REPLIES, (orjson.dumps(wire),), 0, None)
         ids["tampered"] = tampered.id
         await _give_up_on_everything(broker, STEPS, 3)
         await _give_up_on_everything(broker, REPLIES, 2)
