@@ -185,9 +185,7 @@ class InMemoryBroker(Broker):
     async def _ping(self) -> None:
         return None
 
-    async def _append(
-        self, topic: str, datas: Sequence[bytes], lane: int, key: str | None
-    ) -> None:
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int, key: str | None) -> None:
         state = self._topic(topic)
         entries = state.lanes[lane]
         entries.log.extend(datas)

@@ -192,9 +192,7 @@ class RedisStreamsBroker(Broker):
 
     # -- primitives ----------------------------------------------------------------
 
-    async def _append(
-        self, topic: str, datas: Sequence[bytes], lane: int, key: str | None
-    ) -> None:
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int, key: str | None) -> None:
         redis = self._redis
         maxlen = self.max_stream_length
         key = layout.lane_key(topic, lane)

@@ -30,9 +30,7 @@ class BrokerStorage(ABC):
     async def _ping(self) -> None: ...
 
     @abstractmethod
-    async def _append(
-        self, topic: str, datas: Sequence[bytes], lane: int, key: str | None
-    ) -> None:
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int, key: str | None) -> None:
         """Store encoded messages at the end of the topic's priority ``lane``
         (``0 … priority_levels - 1``), in order. ``key`` is their partition key
         (:attr:`Headers.partition_key`, the same for every message of one call), for a

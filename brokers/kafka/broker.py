@@ -211,16 +211,12 @@ class KafkaBroker(Broker):
         count = self._topics.partition_count(name)
 
         async def send() -> None:
-            by_partition = records_by_partition(
-                datas, key, count, self._seq, self._rr, retry_due
-            )
+            by_partition = records_by_partition(datas, key, count, self._seq, self._rr, retry_due)
             await produce(producer, name, by_partition, self._settings.request_timeout)
 
         await self._io(send)
 
-    async def _append(
-        self, topic: str, datas: Sequence[bytes], lane: int, key: str | None
-    ) -> None:
+    async def _append(self, topic: str, datas: Sequence[bytes], lane: int, key: str | None) -> None:
         name = self._topics.lane(topic, lane)
         await self._send(name, datas, None, None if key is None else key.encode())
 
