@@ -7,7 +7,8 @@ A 3-step saga (reserve → charge (pivot) → ship), every step a trivial functi
 is measured is the engine: four appends to the event store (group commit), six broker
 messages, the pure core. Prints sagas/s with 1 and with 100 sagas in flight, and p50 /
 p95 latency of a saga running alone; medians over the rounds. The reference in the same
-run is the store alone: the same four appends per saga with no broker and no core.
+run is the store alone: the same four appends per saga with no broker and no core, 100
+sagas in flight, and one saga's four appends alone (p50: the floor of a saga alone).
 
 ``--metrics both`` runs every round twice, without and with Prometheus metrics
 (``orchestrator.telemetry``: step, publish, delivery and append histograms observed, the
@@ -83,24 +84,28 @@ async def run_sagas(engine: Engine, count: int, in_flight: int) -> tuple[float, 
     return count / (time.perf_counter() - began), latencies
 
 
-async def store_only(url: str, count: int, in_flight: int) -> float:
-    """The same appends per saga (1 start of 3 records, 3 of 2), no broker, no core."""
+async def store_only(url: str, count: int, in_flight: int) -> tuple[float, list[float]]:
+    """The same appends per saga (1 start of 3 records, 3 of 2), no broker, no core:
+    sagas/s, and how long each saga's four appends took."""
     store = await EventStore.open(url)
     slots = asyncio.Semaphore(in_flight)
     record = NewRecord("event", "bench", {"step": "x", "attempt": 1, "output": {"ok": True}})
+    latencies: list[float] = []
 
     async def one(n: int) -> None:
         async with slots:
+            began = time.perf_counter()
             stream = f"ref-{n}"
             await store.append(stream, [record] * 3, NO_STREAM)
             for v in (3, 5, 7):
                 await store.append(stream, [record] * 2, v)
+            latencies.append(time.perf_counter() - began)
 
     began = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(count)))
     rate = count / (time.perf_counter() - began)
     await store.close()
-    return rate
+    return rate, latencies
 
 
 def pct(values: list[float], q: float) -> float:
@@ -167,6 +172,7 @@ async def bench(
         "p50 ms": [],
         "p95 ms": [],
         "store alone, 100 in flight": [],
+        "store alone, p50 ms of one": [],
     }
     by_mode: dict[Mode, dict[str, list[float]]] = {
         mode: {"1 in flight": [], "100 in flight": []} for mode in modes
@@ -182,7 +188,10 @@ async def bench(
                 rows["100 in flight"].append(crowd)
                 rows["p50 ms"].append(pct(latencies, 0.5))
                 rows["p95 ms"].append(pct(latencies, 0.95))
-        rows["store alone, 100 in flight"].append(await store_only(url_of(), sagas, 100))
+        rows["store alone, 100 in flight"].append((await store_only(url_of(), sagas, 100))[0])
+        # The floor of a saga alone: its four appends, each a commit (synchronous=FULL).
+        _, floor = await store_only(url_of(), max(200, sagas // 10), 1)
+        rows["store alone, p50 ms of one"].append(pct(floor, 0.5))
     print(f"\n== {name}: 3-step sagas (median of {rounds} rounds, {describe(modes[0])})")
     for label, values in rows.items():
         unit = "" if "ms" in label else " sagas/s"
