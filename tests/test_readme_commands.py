@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from orchestrator.cli.app import cli
@@ -39,7 +40,10 @@ def help_commands() -> list[str]:
     help, with their continuation lines joined."""
     found: list[str] = []
     docs = [cli.help or ""]
-    for command in cli.commands.values():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):  # the group loads a command on first use
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
         docs.append(command.help or "")
         for sub in getattr(command, "commands", {}).values():
             docs.append(sub.help or "")
