@@ -496,12 +496,13 @@ class RedisStreamsBroker(Broker):
         return next((layout.entry_data(fields) for _, fields in rows or ()), None)
 
     async def _dead_letter_topics(self) -> list[str]:
-        redis = self._redis
+        redis, floor = self._redis, self._dlq_floor()
 
         async def scan() -> list[str]:
             found: list[str] = []
             async for key in redis.scan_iter(match=layout.DLQ_PATTERN, _type="STREAM"):
-                first = await redis.xrange(key, count=1)
+                # the first letter not past the DLQ TTL: a DLQ of expired ones only is none
+                first = await redis.xrange(key, min=f"{floor}-0", count=1)
                 data = next((layout.entry_data(fields) for _, fields in first or ()), None)
                 if record_topic(data) is not None:
                     found.append(layout.text(key).removesuffix(":dlq"))
@@ -512,7 +513,7 @@ class RedisStreamsBroker(Broker):
     async def _discard(self, topic: str, dlq_id: str, record: bytes) -> bool:
         if not layout.is_entry_id(dlq_id):
             return False
-        min_id = max(0, int((self._clock() - self.dlq_ttl) * 1000))
+        min_id = self._dlq_floor()
         keys = (layout.dlq_key(topic), layout.discarded_key(topic))
         redis = self._redis
         moved = await self._io(lambda: redis.eval(layout.DISCARD, 2, *keys, dlq_id, record, min_id))

@@ -54,7 +54,9 @@ async def test_redis_returns_no_dead_letter_past_the_dlq_ttl(redis_url: str) -> 
         await broker.nack(message, "poison", requeue=False)
         assert await broker.get_dead_letter_count("doomed") == 1
         assert len(await broker.get_dead_letter_messages("doomed")) == 1
+        assert "doomed" in await broker.get_dead_letter_topics()
         await asyncio.sleep(1.3)
+        assert "doomed" not in await broker.get_dead_letter_topics()  # expired letters only
         assert await broker.get_dead_letter_messages("doomed") == []
         assert await broker.get_dead_letter_count("doomed") == 0
     finally:
