@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,10 @@ def kafka_jars() -> Path:
 class KafkaServer:
     """One Kafka process in KRaft mode (controller and broker), on free loopback ports."""
 
-    def __init__(self, *, heap: str = "512m") -> None:
+    def __init__(self, *, heap: str = "512m", settings: Mapping[str, str] | None = None) -> None:
+        """``settings``: server properties on top of (or instead of) the suite's own."""
         self._java = _tool("java")
+        self._settings = dict(settings or {})
         self.jars = kafka_jars()
         self.port = free_port()
         self.controller_port = free_port()
@@ -141,6 +143,7 @@ class KafkaServer:
             "num.io.threads": "2",
             "background.threads": "2",
             "log.flush.interval.messages": str(2**62),
+            **self._settings,
         }
         path = self.dir / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))

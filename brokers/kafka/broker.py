@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment as MemberAssignment
 
@@ -45,6 +46,7 @@ from brokers._base import Broker, default_consumer_name
 from brokers._circuit import CircuitBreaker
 from brokers._config import KAFKA_MAX_MESSAGE_BYTES, KAFKA_RETENTION_DAYS
 from brokers._dead_letters import record_topic
+from brokers._errors import BrokerError
 from brokers._membership import MembershipSession, OnAssigned
 from brokers._message import Delivery, Message
 from brokers.kafka.clients import KafkaIO, client_settings, produce, read_compacted, stop
@@ -408,9 +410,18 @@ class KafkaBroker(Broker):
         names = await self._io(admin.list_topics)
         companions = (f"{main}.retry.", f"{main}.priority.")
         doomed = [n for n in names if n == main or n.startswith(companions)]
-        if doomed:
-            await self._io(lambda: admin.delete_topics(doomed))
-        self._topics.deleted(*doomed)
+        if not doomed:
+            return
+        response = await self._io(lambda: admin.delete_topics(doomed))
+        refused = {  # a topic already gone is what was asked for
+            str(name): _refusal(code)
+            for name, code, *_ in response.topic_error_codes
+            if code not in (0, kerr.UnknownTopicOrPartitionError.errno)
+        }
+        self._topics.deleted(*(name for name in doomed if name not in refused))
+        if refused:
+            reasons = ", ".join(f"{name} ({why})" for name, why in sorted(refused.items()))
+            raise BrokerError(f"kafka did not delete topics of {topic!r}: {reasons}")
 
     async def _partition_holders(self, topic: str, group: str) -> dict[int, str]:
         """The group's members as Kafka describes them, with their assignment of the
@@ -468,6 +479,16 @@ class KafkaBroker(Broker):
             if meta is not None and meta.offset >= 0:
                 out[tp] = meta.offset
         return out
+
+
+_TOPIC_DELETION_DISABLED = 73
+
+
+def _refusal(code: int) -> str:
+    """Why Kafka refused to delete a topic, from its error code."""
+    if code == _TOPIC_DELETION_DISABLED:  # not among aiokafka's errors
+        return "error 73: topic deletion is disabled on the server, delete.topic.enable=false"
+    return f"error {code}: {kerr.for_code(code).__name__}"
 
 
 def _entry(delivery: Delivery) -> tuple[TopicPartition, int]:

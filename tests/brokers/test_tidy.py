@@ -99,3 +99,28 @@ async def test_an_answer_after_the_requester_gave_up_creates_nothing(redis_url: 
         await asyncio.gather(server, return_exceptions=True)
         await broker.disconnect()
         await raw.aclose()
+
+
+@pytest.mark.kafka
+async def test_a_topic_kafka_refuses_to_delete_is_an_error_naming_it() -> None:
+    """A Kafka with topic deletion disabled answers every topic with an error code, not
+    an exception: ``delete_topic`` says which topics stayed and why, and they work on."""
+    from brokers import BrokerError, KafkaBroker
+    from tests.kafka_server import KafkaServer
+
+    server = KafkaServer(heap="256m", settings={"delete.topic.enable": "false"})
+    server.start()
+    broker = KafkaBroker(server.bootstrap, consumer_options=FAST_CONSUMER, priority_levels=1)
+    try:
+        await broker.connect()
+        await broker.publish("kept", {"n": 1})
+        with pytest.raises(
+            BrokerError,
+            match=r"did not delete topics of .kept.: kept \(error 73: topic deletion is disabled",
+        ):
+            await broker.delete_topic("kept")
+        await broker.publish("kept", {"n": 2})
+        assert [m.payload["n"] for m in await take(broker, "kept", "g", 2)] == [1, 2]
+    finally:
+        await broker.disconnect()
+        server.cleanup()
