@@ -381,6 +381,13 @@ class RedisStreamsBroker(Broker):
     async def _ack(self, topic: str, delivery: Delivery) -> None:
         await self._acks.submit((delivery.source, delivery.group, delivery.entry_id))
 
+    async def _ack_many(self, topic: str, deliveries: Sequence[Delivery]) -> None:
+        items = [(d.source, d.group, d.entry_id) for d in deliveries]
+        refused = await self._send_acks(items)  # one round trip, beside the coalescer's
+        for error in refused:
+            if error is not None:
+                raise error
+
     async def _touch(self, topic: str, delivery: Delivery) -> None:
         redis = self._redis
         await self._io(

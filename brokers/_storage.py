@@ -47,6 +47,12 @@ class BrokerStorage(ABC):
     @abstractmethod
     async def _ack(self, topic: str, delivery: Delivery) -> None: ...
 
+    async def _ack_many(self, topic: str, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge several entries of ``topic``; one by one unless the backend can
+        do better."""
+        for delivery in deliveries:
+            await self._ack(topic, delivery)
+
     async def _touch(self, topic: str, delivery: Delivery) -> None:  # noqa: B027
         """Restart the entry's visibility timeout: it stays with its consumer. Nothing to
         do for a backend whose deliveries stay with their consumer until it leaves."""

@@ -340,6 +340,34 @@ async def test_acknowledging_a_message_twice_is_harmless(broker: Broker) -> None
     assert await broker.get_consumer_lag("t", "g") == 0
 
 
+async def test_a_batch_acknowledged_at_once_is_done_and_not_delivered_again(
+    broker: Broker,
+) -> None:
+    await broker.publish_batch("t", [{"i": i} for i in range(7)])
+    await broker.publish("u", {"i": "other topic"})
+    got = await take(broker, "t", "g", 7, ack=False, batch_size=7)
+    [other] = await take(broker, "u", "g", 1, ack=False)
+    acknowledged = broker.metrics.acknowledged
+    await broker.acknowledge_batch([*got, other])
+    assert broker.metrics.acknowledged == acknowledged + 8
+    assert await broker.get_consumer_lag("t", "g") == 0
+    assert await broker.get_consumer_lag("u", "g") == 0
+    await broker.acknowledge_batch([])  # nothing to do
+    await broker.acknowledge_batch(got[:2])  # again: harmless, like acknowledge
+    await broker.publish("t", {"i": "next"})
+    [after] = await take(broker, "t", "g", 1)  # the next one, not one acknowledged
+    assert after.payload == {"i": "next"}
+
+
+async def test_a_batch_with_a_message_not_delivered_acknowledges_none(broker: Broker) -> None:
+    await broker.publish("t", {"x": 1})
+    [got] = await take(broker, "t", "g", 1, ack=False)
+    stranger, _ = broker.build_message("t", {"x": 2})
+    with pytest.raises(ValueError, match="consume"):
+        await broker.acknowledge_batch([got, stranger])
+    assert await broker.get_consumer_lag("t", "g") == 1
+
+
 async def test_only_delivered_messages_can_be_acknowledged(broker: Broker) -> None:
     message, _ = broker.build_message("t", {"x": 1})
     with pytest.raises(ValueError, match="consume"):
