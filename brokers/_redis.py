@@ -195,27 +195,27 @@ class RedisStreamsBroker(Broker):
     async def _append(self, topic: str, datas: Sequence[bytes], lane: int, key: str | None) -> None:
         redis = self._redis
         maxlen = self.max_stream_length
-        key = layout.lane_key(topic, lane)
-        min_id = self._due_trim(key)
+        stream = layout.lane_key(topic, lane)
+        min_id = self._due_trim(stream)
         if min_id is not None:  # now and then: entries older than the message TTL go
 
             async def trimmed() -> None:
                 pipe = redis.pipeline(transaction=False)
                 for data in datas:
-                    pipe.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
-                pipe.xtrim(key, minid=min_id, approximate=False)
+                    pipe.xadd(stream, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                pipe.xtrim(stream, minid=min_id, approximate=False)
                 await pipe.execute()
 
             await self._io(trimmed)
             return
         if len(datas) == 1:
-            await self._appends.submit((key, datas[0]))
+            await self._appends.submit((stream, datas[0]))
             return
 
         async def batch() -> None:
             pipe = redis.pipeline(transaction=False)
             for data in datas:
-                pipe.xadd(key, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
+                pipe.xadd(stream, {layout.FIELD: data}, maxlen=maxlen, approximate=True)
             await pipe.execute()
 
         await self._io(batch)

@@ -31,9 +31,6 @@ class Seq:
     def __init__(self) -> None:
         self._last = 0
 
-    def __call__(self) -> bytes:
-        return self.take(1).to_bytes(8, "big")
-
     def take(self, count: int) -> int:
         """The first of ``count`` consecutive values, all after every value given out
         before (one clock read for a whole batch)."""
@@ -90,11 +87,8 @@ def records_by_partition(
     round-robin. The publish sequence is taken in publish order, before the split."""
     due = None if retry_due is None else repr(retry_due).encode()
     first = seq.take(len(datas))
-    sequences = [(first + i).to_bytes(8, "big") for i in range(len(datas))]
-    if due is None:
-        headers: list[list[Any]] = [[(SEQ_HEADER, s)] for s in sequences]
-    else:
-        headers = [[(SEQ_HEADER, s), (DUE_HEADER, due)] for s in sequences]
+    after: list[Any] = [] if due is None else [(DUE_HEADER, due)]
+    headers = [[(SEQ_HEADER, (first + i).to_bytes(8, "big")), *after] for i in range(len(datas))]
     if key:
         partition = murmur2_partition(key, count)
         return {partition: [(key, data, h) for data, h in zip(datas, headers, strict=True)]}
